@@ -1,0 +1,29 @@
+# Both targets create .venv on first use with a Python >= 3.12 found by scripts/find-python.
+VENV  := .venv
+STAMP := $(VENV)/.installed
+PY    := $(VENV)/bin/python
+
+.PHONY: test test-all quickstart lint clean
+
+$(STAMP): pyproject.toml
+	@interp=$$(bash scripts/find-python) || exit 1; \
+	  echo "creating $(VENV) with $$interp"; \
+	  "$$interp" -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+test: $(STAMP)  ## fast suite (deselects the long statistical checks marked slow)
+	$(PY) -m pytest -n auto -m "not slow" -q
+
+test-all: $(STAMP)  ## everything, including the slow statistical checks
+	$(PY) -m pytest -n auto -q
+
+quickstart: $(STAMP)  ## small study on an embedded default; prints where the results are
+	$(PY) -m hjax.cli quickstart
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+clean:
+	rm -rf $(VENV) .pytest_cache hjax.egg-info

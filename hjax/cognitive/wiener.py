@@ -1,0 +1,375 @@
+"""Two-boundary Wiener first-passage times (the drift diffusion model).
+
+Hand-written because no maintained JAX implementation exists: HSSM's analytic density is
+PyTensor, fddm/WienR/RWiener are R/C++, Stan's ``wiener_lpdf`` is C++. The math follows
+Navarro & Fuss (2009) for the density, Blurton, Kesselmeier & Gondan (2012/2017) for
+integrating the drift variability ``sv`` out in closed form, and a rejection sampler whose
+envelope is the one-boundary (inverse Gaussian) first-passage time.
+
+Parameter convention (HDDM, Navarro & Fuss, RWiener, Stan ``wiener_lpdf``), diffusion
+coefficient 1:
+
+- ``a``: boundary separation; the lower boundary is at 0, the upper at ``a``.
+- ``w``: relative start point in (0, 1); the process starts at ``w * a``.
+- ``v``: drift rate; positive drift moves towards the upper boundary.
+- ``t0``: non-decision time, added to the first-passage time.
+- ``sv``: standard deviation of the drift across trials (``v_trial ~ Normal(v, sv)``).
+- ``choice``: 1 for the upper boundary, 0 for the lower one.
+
+HSSM's ``ddm`` uses boundaries at +-``a_hssm``, so ``a = 2 * a_hssm``; HSSM's ``z`` is ``w``,
+its ``t`` is ``t0`` and its response +1/-1 is ``choice`` 1/0.
+"""
+
+import math
+
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, ArrayLike, Bool, Float, Int, PRNGKeyArray
+
+__all__ = [
+    "wiener_log_density",
+    "wiener_log_density_with_lapse",
+    "wiener_prob_upper",
+    "wiener_sample",
+    "wiener_sample_with_lapse",
+]
+
+# Standardised time u = t / a**2 below which the small-time series is used. With the term
+# counts below, the truncation error relative to the leading term is < 1e-20 on both sides
+# of the switch: small-time omits |k| >= 4, each at most 9 * exp(-2 * 4 * 3 / 0.5) ~ 1e-20
+# times the k=0 term; large-time omits k >= 6, each at most 36 * exp(-35 * pi**2 / 4)
+# ~ 1e-36 times the k=1 term (|sin(k x)| <= k |sin(x)|). So accuracy is set by rounding.
+_U_SWITCH = 0.5
+_K_SMALL = 3
+_K_LARGE = 5
+# Proposals are redrawn until accepted; a lane still unaccepted after this many rounds
+# (probability below 1e-40 for w in [0.01, 0.99]) returns NaN rather than a biased draw.
+_MAX_REJECTION_ROUNDS = 10_000
+
+
+def _float_dtype(*xs):
+    dtype = jnp.result_type(*xs)
+    if not jnp.issubdtype(dtype, jnp.floating):
+        dtype = jnp.result_type(float)
+    return dtype
+
+
+def _log_density_standard(u, w):
+    """Log density of hitting the lower boundary at time u, for v=0, a=1, start w."""
+    small = u < _U_SWITCH
+    # Each branch gets an argument inside its own regime so the unused one stays finite
+    # (and its zero cotangent cannot turn into NaN).
+    u_s = jnp.where(small, u, _U_SWITCH)
+    u_l = jnp.where(small, _U_SWITCH, u)
+    ws = w[..., None]
+
+    # Small time, with exp(-w^2 / 2u) factored out: the k=0 term is w, others decay.
+    k = jnp.arange(-_K_SMALL, _K_SMALL + 1, dtype=u.dtype)
+    s_small = jnp.sum((ws + 2 * k) * jnp.exp(-2 * k * (k + ws) / u_s[..., None]), axis=-1)
+    log_small = (
+        -0.5 * math.log(2 * math.pi)
+        - 1.5 * jnp.log(u_s)
+        - w**2 / (2 * u_s)
+        + jnp.log(jnp.maximum(s_small, jnp.finfo(u.dtype).tiny))
+    )
+
+    # Large time, with exp(-pi^2 u / 2) factored out: the k=1 term dominates (u >= 1/2).
+    k = jnp.arange(1, _K_LARGE + 1, dtype=u.dtype)
+    s_large = jnp.sum(
+        k * jnp.sin(k * jnp.pi * ws) * jnp.exp(-(k**2 - 1) * jnp.pi**2 * u_l[..., None] / 2),
+        axis=-1,
+    )
+    log_large = (
+        math.log(math.pi)
+        - jnp.pi**2 * u_l / 2
+        + jnp.log(jnp.maximum(s_large, jnp.finfo(u.dtype).tiny))
+    )
+    return jnp.where(small, log_small, log_large)
+
+
+def wiener_log_density(
+    rt: Float[ArrayLike, "*batch"],
+    choice: Int[ArrayLike, "*batch"] | Bool[ArrayLike, "*batch"],
+    v: Float[ArrayLike, "*batch"],
+    a: Float[ArrayLike, "*batch"],
+    w: Float[ArrayLike, "*batch"],
+    t0: Float[ArrayLike, "*batch"],
+    sv: Float[ArrayLike, "*batch"] = 0.0,
+) -> Float[Array, "*batch"]:
+    """Log density of a response at time ``rt`` on boundary ``choice`` of a Wiener process.
+
+    Per-trial log density of the two-boundary first-passage time (parameter convention in
+    the module docstring), with the across-trial drift variability ``sv`` integrated out
+    analytically. All arguments broadcast against each other.
+
+    The infinite series use a fixed number of terms (static under ``jit``): the small-time
+    series (|k| <= 3) for ``(rt - t0) / a**2 < 0.5`` and the large-time series (k <= 5)
+    otherwise, which bounds the truncation error below 1e-20 relative to the density's
+    leading term, i.e. below float64 rounding. Everything is in log space, so densities far
+    below the float range (RTs just above ``t0``, very long RTs) stay finite in float32.
+
+    ``rt <= t0`` gives ``-inf`` with zero gradients. Parameters are not checked (``a > 0``,
+    ``0 < w < 1``, ``sv >= 0`` are assumed; pass constrained values).
+
+    Args:
+        rt: response times (seconds).
+        choice: 1 (or True) for the upper boundary, 0 for the lower one.
+        v: drift rate.
+        a: boundary separation.
+        w: relative start point in (0, 1).
+        t0: non-decision time.
+        sv: across-trial standard deviation of the drift.
+
+    Returns:
+        The log density, broadcast shape of the arguments.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> lp = wiener_log_density(jnp.array([0.6, 1.1]), jnp.array([1, 0]),
+        ...                         v=1.0, a=1.5, w=0.5, t0=0.3)
+        >>> lp.shape
+        (2,)
+    """
+    dtype = _float_dtype(rt, v, a, w, t0, sv)
+    rt, v, a, w, t0, sv = (jnp.asarray(x, dtype) for x in (rt, v, a, w, t0, sv))
+    upper = jnp.asarray(choice) == 1
+    # The upper boundary is the lower one of the mirrored process (v -> -v, w -> 1 - w).
+    v_b = jnp.where(upper, -v, v)
+    w_b = jnp.where(upper, 1 - w, w)
+
+    t = rt - t0
+    valid = t > 0
+    t = jnp.where(valid, t, 1.0)
+
+    sv2t = sv**2 * t
+    log_p = (
+        -2 * jnp.log(a)
+        - 0.5 * jnp.log1p(sv2t)
+        + ((sv * a * w_b) ** 2 - 2 * a * v_b * w_b - v_b**2 * t) / (2 * (1 + sv2t))
+        + _log_density_standard(t / a**2, w_b)
+    )
+    return jnp.where(valid, log_p, -jnp.inf)
+
+
+def wiener_prob_upper(
+    v: Float[ArrayLike, "*batch"],
+    a: Float[ArrayLike, "*batch"],
+    w: Float[ArrayLike, "*batch"],
+) -> Float[Array, "*batch"]:
+    """Probability of absorption at the upper boundary, for a fixed drift.
+
+    ``(1 - exp(-2 v a w)) / (1 - exp(-2 v a))``, and ``w`` at ``v = 0``; computed with
+    ``expm1`` on non-positive arguments so that it neither overflows nor loses precision.
+
+    Args:
+        v: drift rate.
+        a: boundary separation.
+        w: relative start point in (0, 1).
+
+    Returns:
+        P(choice = 1), broadcast shape of the arguments.
+
+    Example:
+        >>> float(wiener_prob_upper(0.0, 2.0, 0.3))
+        0.3...
+    """
+    dtype = _float_dtype(v, a, w)
+    v, a, w = (jnp.asarray(x, dtype) for x in (v, a, w))
+    x = 2 * v * a
+    zero = x == 0
+    y = -jnp.abs(jnp.where(zero, 1.0, x))
+    ratio = jnp.expm1(y * w) / jnp.expm1(y)
+    # For x < 0, multiply numerator and denominator by exp(x) to keep exponents negative.
+    p = jnp.where(x > 0, ratio, jnp.exp(y * (1 - w)) * ratio)
+    return jnp.where(zero, w, p)
+
+
+def _sample_inverse_gaussian(key, d, nu):
+    """First-passage time to a level at distance d for unit-variance drift nu >= 0 towards it.
+
+    Michael, Schucany & Haas (1976), with the smaller root written so that it stays exact as
+    nu -> 0 (where the law becomes the Levy distribution d**2 / Z**2).
+    """
+    k_z, k_u = jax.random.split(key)
+    y = jax.random.normal(k_z, d.shape, d.dtype) ** 2
+    x1 = 2 * d**2 / (2 * d * nu + y + jnp.sqrt(4 * nu * d * y + y**2))
+    keep_x1 = jax.random.uniform(k_u, d.shape, d.dtype) * (d + nu * x1) <= d
+    return jnp.where(keep_x1, x1, d**2 / jnp.where(keep_x1, 1.0, nu**2 * x1))
+
+
+def _sample_standard_time(key, d, nu):
+    """Exact draw of the standardised (a=1) time of absorption at a boundary at distance d.
+
+    Given the boundary, the drift only tilts the density by exp(-nu**2 u / 2), which the
+    one-boundary inverse Gaussian envelope shares, so the acceptance ratio is the zero-drift
+    two-boundary density over its one-boundary image term (<= 1: the second boundary only
+    removes paths). Acceptance rate is P(boundary) / P(one-boundary hit) >= 1 - d at v=0.
+    """
+
+    def log_one_boundary(u):
+        return jnp.log(d) - 0.5 * jnp.log(2 * jnp.pi * u**3) - d**2 / (2 * u)
+
+    def body(state):
+        i, u, done = state
+        k_prop, k_acc = jax.random.split(jax.random.fold_in(key, i))
+        u_prop = _sample_inverse_gaussian(k_prop, d, nu)
+        log_ratio = _log_density_standard(u_prop, d) - log_one_boundary(u_prop)
+        accept = jnp.log(jax.random.uniform(k_acc, d.shape, d.dtype)) < log_ratio
+        u = jnp.where(done, u, jnp.where(accept, u_prop, u))
+        return i + 1, u, done | accept
+
+    def cond(state):
+        i, _, done = state
+        return (i < _MAX_REJECTION_ROUNDS) & ~jnp.all(done)
+
+    init = (jnp.asarray(0), jnp.full(d.shape, jnp.nan, d.dtype), jnp.zeros(d.shape, bool))
+    return jax.lax.while_loop(cond, body, init)[1]
+
+
+def wiener_sample(
+    key: PRNGKeyArray,
+    v: Float[ArrayLike, "*batch"],
+    a: Float[ArrayLike, "*batch"],
+    w: Float[ArrayLike, "*batch"],
+    t0: Float[ArrayLike, "*batch"],
+    sv: Float[ArrayLike, "*batch"] = 0.0,
+    shape: tuple[int, ...] = (),
+) -> tuple[Float[Array, "*shape"], Int[Array, "*shape"]]:
+    """Exact draws of (rt, choice) from the Wiener model of :func:`wiener_log_density`.
+
+    Per trial: the drift is drawn from Normal(v, sv); the boundary from its exact
+    probability (:func:`wiener_prob_upper`); the time given the boundary by rejection
+    sampling from an inverse Gaussian envelope (no time discretisation). The result has the
+    broadcast shape of ``shape`` and the parameters.
+
+    Args:
+        key: PRNG key.
+        v: drift rate.
+        a: boundary separation.
+        w: relative start point in (0, 1).
+        t0: non-decision time.
+        sv: across-trial standard deviation of the drift.
+        shape: sample shape, broadcast with the parameters' shapes.
+
+    Returns:
+        ``(rt, choice)`` with choice 1 for the upper boundary and 0 for the lower one.
+
+    Example:
+        >>> import jax
+        >>> rt, choice = wiener_sample(jax.random.key(0), 1.0, 1.5, 0.5, 0.3, shape=(1000,))
+        >>> rt.shape, choice.shape
+        ((1000,), (1000,))
+    """
+    dtype = _float_dtype(v, a, w, t0, sv)
+    v, a, w, t0, sv = (jnp.asarray(x, dtype) for x in (v, a, w, t0, sv))
+    shape = jnp.broadcast_shapes(shape, *(x.shape for x in (v, a, w, t0, sv)))
+    v, a, w, t0, sv = (jnp.broadcast_to(x, shape) for x in (v, a, w, t0, sv))
+    k_drift, k_choice, k_time = jax.random.split(key, 3)
+
+    v_trial = v + sv * jax.random.normal(k_drift, shape, dtype)
+    upper = jax.random.uniform(k_choice, shape, dtype) < wiener_prob_upper(v_trial, a, w)
+    d = jnp.where(upper, 1 - w, w)
+    u = _sample_standard_time(k_time, d, jnp.abs(v_trial) * a)
+    return t0 + a**2 * u, upper.astype(jnp.int32)
+
+
+def wiener_log_density_with_lapse(
+    rt: Float[ArrayLike, "*batch"],
+    choice: Int[ArrayLike, "*batch"] | Bool[ArrayLike, "*batch"],
+    v: Float[ArrayLike, "*batch"],
+    a: Float[ArrayLike, "*batch"],
+    w: Float[ArrayLike, "*batch"],
+    t0: Float[ArrayLike, "*batch"],
+    sv: Float[ArrayLike, "*batch"] = 0.0,
+    *,
+    p_lapse: Float[ArrayLike, "*batch"],
+    rt_max: Float[ArrayLike, "*batch"],
+) -> Float[Array, "*batch"]:
+    """Log density of the Wiener model mixed with a uniform lapse (contaminant) process.
+
+    With probability ``p_lapse`` a trial is a lapse: its RT is uniform on ``[0, rt_max]``
+    and its choice a fair coin flip, independently of the Wiener parameters. So
+
+    ``p(rt, c) = (1 - p_lapse) * wiener(rt, c) + p_lapse * 1[0 <= rt <= rt_max] / (2 rt_max)``.
+
+    Lapses make RTs below ``t0`` possible (finite density), which keeps a few fast guesses
+    from dragging ``t0`` down. Gradients are finite for ``0 < p_lapse < 1``; at
+    ``p_lapse = 0`` the value equals :func:`wiener_log_density`.
+
+    Args:
+        rt: response times.
+        choice: 1 (or True) for the upper boundary, 0 for the lower one.
+        v: drift rate.
+        a: boundary separation.
+        w: relative start point in (0, 1).
+        t0: non-decision time.
+        sv: across-trial standard deviation of the drift.
+        p_lapse: lapse probability in [0, 1).
+        rt_max: upper end of the lapse RT range (> 0).
+
+    Returns:
+        The mixture log density, broadcast shape of the arguments.
+
+    Example:
+        >>> lp = wiener_log_density_with_lapse(0.1, 1, 1.0, 1.5, 0.5, 0.3,
+        ...                                    p_lapse=0.05, rt_max=3.0)
+        >>> bool(jnp.isfinite(lp))
+        True
+    """
+    dtype = _float_dtype(rt, v, a, w, t0, sv, p_lapse, rt_max)
+    rt, p_lapse, rt_max = (jnp.asarray(x, dtype) for x in (rt, p_lapse, rt_max))
+    log_wiener = jnp.log1p(-p_lapse) + wiener_log_density(rt, choice, v, a, w, t0, sv)
+    in_range = (rt >= 0) & (rt <= rt_max)
+    log_lapse = jnp.where(
+        in_range, jnp.log(p_lapse) - jnp.log(2 * rt_max), -jnp.inf
+    )
+    # A logaddexp whose gradient stays finite when both parts are -inf.
+    m = jnp.maximum(log_wiener, log_lapse)
+    finite = jnp.isfinite(m)
+    m_safe = jnp.where(finite, m, 0.0)
+    total = jnp.exp(log_wiener - m_safe) + jnp.exp(log_lapse - m_safe)
+    return jnp.where(finite, m_safe + jnp.log(jnp.where(finite, total, 1.0)), m)
+
+
+def wiener_sample_with_lapse(
+    key: PRNGKeyArray,
+    v: Float[ArrayLike, "*batch"],
+    a: Float[ArrayLike, "*batch"],
+    w: Float[ArrayLike, "*batch"],
+    t0: Float[ArrayLike, "*batch"],
+    sv: Float[ArrayLike, "*batch"] = 0.0,
+    *,
+    p_lapse: Float[ArrayLike, "*batch"],
+    rt_max: Float[ArrayLike, "*batch"],
+    shape: tuple[int, ...] = (),
+) -> tuple[Float[Array, "*shape"], Int[Array, "*shape"]]:
+    """Exact draws from the lapse mixture of :func:`wiener_log_density_with_lapse`.
+
+    Args:
+        key: PRNG key.
+        v: drift rate.
+        a: boundary separation.
+        w: relative start point in (0, 1).
+        t0: non-decision time.
+        sv: across-trial standard deviation of the drift.
+        p_lapse: lapse probability in [0, 1).
+        rt_max: upper end of the lapse RT range.
+        shape: sample shape, broadcast with the parameters' shapes.
+
+    Returns:
+        ``(rt, choice)`` as in :func:`wiener_sample`.
+
+    Example:
+        >>> import jax
+        >>> rt, choice = wiener_sample_with_lapse(jax.random.key(0), 1.0, 1.5, 0.5, 0.3,
+        ...                                       p_lapse=0.05, rt_max=3.0, shape=(10,))
+        >>> rt.shape
+        (10,)
+    """
+    k_wiener, k_lapse, k_rt, k_choice = jax.random.split(key, 4)
+    rt, choice = wiener_sample(k_wiener, v, a, w, t0, sv, shape)
+    p_lapse = jnp.asarray(p_lapse, rt.dtype)
+    lapse = jax.random.uniform(k_lapse, rt.shape, rt.dtype) < p_lapse
+    rt_lapse = jax.random.uniform(k_rt, rt.shape, rt.dtype) * jnp.asarray(rt_max, rt.dtype)
+    choice_lapse = jax.random.bernoulli(k_choice, 0.5, rt.shape).astype(choice.dtype)
+    return jnp.where(lapse, rt_lapse, rt), jnp.where(lapse, choice_lapse, choice)

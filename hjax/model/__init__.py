@@ -1,0 +1,1 @@
+"""Model building blocks: priors, constraints, terms, likelihoods and the Model."""

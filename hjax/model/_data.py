@@ -1,0 +1,213 @@
+"""Host-side data checks and conversion, run once before anything is compiled.
+
+JAX clamps out-of-range gathers and propagates NaN silently, so every check a user's data can
+fail is made here, on numpy arrays, with an error that names the column and the fix.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+import jax.numpy as jnp
+import numpy as np
+
+from hjax.model import constraints as C
+from hjax.model._term import OBS, Need
+
+if TYPE_CHECKING:
+    from hjax.model.model import Model
+
+
+def encode(raw: Mapping, groups) -> tuple[dict, dict[str, tuple]]:
+    """Factorize group label columns into 0-based indices, keeping the labels as coords.
+
+    Labels are sorted, so the same labels always get the same indices.
+
+    Example:
+        >>> data, coords = hj.encode({"y": y, "participant": ["p3", "p1", "p3"]}, ["participant"])
+        >>> coords
+        {'participant': ('p1', 'p3')}
+    """
+    data, coords = dict(raw), {}
+    for group in groups:
+        if group not in raw:
+            raise ValueError(f"encode: no column '{group}' in the data; got {sorted(raw)}.")
+        labels, index = np.unique(np.asarray(raw[group]), return_inverse=True)
+        data[group] = index.astype(np.int32)
+        coords[group] = tuple(labels.tolist())
+    return data, coords
+
+
+def _preview(values, limit=5) -> str:
+    values = list(values)
+    more = f", ... ({len(values)} in all)" if len(values) > limit else ""
+    return "[" + ", ".join(map(repr, values[:limit])) + more + "]"
+
+
+def _as_index(model: Model, group: str, key: str, values) -> np.ndarray:
+    """Map labels to indices via coords, or check integer indices are in range."""
+    values = np.asarray(values)
+    labels = dict(model.group_coords)[group]
+    if values.dtype.kind in "USO":
+        lookup = {label: i for i, label in enumerate(labels)}
+        unknown = sorted({v for v in values.tolist() if v not in lookup}, key=str)
+        if unknown:
+            raise ValueError(
+                f"data['{key}'] has labels not in coords['{group}']: {_preview(unknown)}. Add them "
+                "to coords or build coords from the data with hj.encode."
+            )
+        return np.array([lookup[v] for v in values.tolist()], dtype=np.int32)
+    if values.dtype.kind == "f":
+        if not np.all(np.isfinite(values)) or np.any(values != np.round(values)):
+            raise ValueError(f"data['{key}'] indexes group '{group}' but has non-integer values.")
+    elif values.dtype.kind not in "iub":
+        raise ValueError(f"data['{key}'] indexes group '{group}'; got dtype {values.dtype}.")
+    size = len(labels)
+    bad = (values < 0) | (values >= size)
+    if np.any(bad):
+        raise ValueError(
+            f"data['{key}'] has indices outside 0..{size - 1} for group '{group}' ({size} groups) "
+            f"at rows {_preview(np.flatnonzero(bad))}, values {_preview(values[bad])}. Indices "
+            "are 0-based (1-based Stan data: subtract 1); hj.encode factorizes raw labels."
+        )
+    return values.astype(np.int32)
+
+
+def _nesting_map(model: Model, need: Need, raw: Mapping) -> np.ndarray:
+    """parent index of each child group, from the observation-level columns of both."""
+    child, parent = need.context, need.index_of
+    if need.key in raw:
+        return _as_index(model, parent, need.key, raw[need.key])
+    if child not in raw or parent not in raw:
+        raise ValueError(
+            f"{need.user} needs data['{need.key}'] (the '{parent}' of each '{child}'), or the "
+            f"observation-level columns '{child}' and '{parent}' to build it from."
+        )
+    c = _as_index(model, child, child, raw[child])
+    q = _as_index(model, parent, parent, raw[parent])
+    size = model.sizes[child]
+    mapping = np.full(size, -1, dtype=np.int64)
+    for ci, qi in set(zip(c.tolist(), q.tolist(), strict=True)):
+        if mapping[ci] not in (-1, qi):
+            label = dict(model.group_coords)[child][ci]
+            raise ValueError(
+                f"'{child}' {label!r} appears in more than one '{parent}', so it is not nested. "
+                f"Give each '{child}' a label unique across '{parent}' (e.g. 'school1/class2')."
+            )
+        mapping[ci] = qi
+    return mapping
+
+
+def _check_finite(key: str, values: np.ndarray, support: C.Constraint, user: str) -> None:
+    bad = ~np.isfinite(values)
+    if np.any(bad):
+        raise ValueError(
+            f"data['{key}'] has {bad.sum()} NaN/inf values at rows {_preview(np.flatnonzero(bad))}"
+            f" (used by {user}). Drop or impute those rows before fitting."
+        )
+    outside = ~support.check(values)
+    if np.any(outside):
+        raise ValueError(
+            f"data['{key}'] must be {support} for {user}; rows {_preview(np.flatnonzero(outside))}"
+            f" have {_preview(values[outside])}."
+        )
+
+
+def _check_lengths(model: Model, out: dict, needs: list[Need]) -> int | None:
+    lengths = {}
+    for need in needs:
+        n = len(out[need.key])
+        if need.context == OBS:
+            lengths[need.key] = n
+        elif n != model.sizes[need.context]:
+            raise ValueError(
+                f"data['{need.key}'] has {n} values but group '{need.context}' has "
+                f"{model.sizes[need.context]}: it needs one value per {need.context}, in coords "
+                "order."
+            )
+    if len(set(lengths.values())) > 1:
+        raise ValueError(
+            "Per-observation columns differ in length: "
+            + ", ".join(f"'{k}': {n}" for k, n in lengths.items())
+            + ". Every per-observation column needs one value per row."
+        )
+    return next(iter(lengths.values()), None)
+
+
+def _check_groups_used(model: Model, out: dict, needs: list[Need]) -> None:
+    for need in needs:
+        if need.index_of is None:
+            continue
+        counts = np.bincount(out[need.key], minlength=model.sizes[need.index_of])
+        if np.any(counts == 0):
+            labels = np.array(dict(model.group_coords)[need.index_of], dtype=object)
+            what = "observations" if need.context == OBS else f"'{need.context}' in it"
+            raise ValueError(
+                f"Group '{need.index_of}' has no {what} for {int((counts == 0).sum())} of its "
+                f"{len(counts)} labels: {_preview(labels[counts == 0])}. An empty group is only "
+                "its prior; drop unused labels from coords (hj.encode does) or add their data."
+            )
+
+
+def prepare(model: Model, raw: Mapping, *, observed: bool = True) -> dict:
+    """See `Model.prepare`."""
+    if not isinstance(raw, Mapping):
+        raise TypeError(f"Expected data as a mapping of column name to array; got {type(raw)}.")
+    needs: dict[str, Need] = {}
+    for need in model.needs():
+        seen = needs.setdefault(need.key, need)
+        if (seen.context, seen.index_of) != (need.context, need.index_of):
+            raise ValueError(
+                f"data['{need.key}'] is read both per '{seen.context}' (by {seen.user}) and per "
+                f"'{need.context}' (by {need.user}); use separate columns."
+            )
+    if observed:
+        name = type(model.likelihood).__name__
+        for key in model.likelihood.observed_keys().values():
+            needs.setdefault(key, Need(key, OBS, user=f"{name} (observed)"))
+    out = {}
+    for key, need in needs.items():
+        if need.context != OBS and need.index_of is not None:
+            out[key] = _nesting_map(model, need, raw)
+            continue
+        if key not in raw:
+            raise ValueError(
+                f"data has no '{key}', needed by {need.user}; it has {_preview(sorted(raw))}."
+            )
+        values = np.asarray(raw[key])
+        if values.ndim != 1:
+            raise ValueError(f"data['{key}'] must be 1-D; got shape {values.shape}.")
+        if need.index_of is not None:
+            out[key] = _as_index(model, need.index_of, key, values)
+            continue
+        if values.dtype.kind not in "iufb":
+            raise ValueError(f"data['{key}'] must be numeric; got dtype {values.dtype}.")
+        values = values.astype(np.float64)
+        _check_finite(key, values, need.support, need.user)
+        if need.user.endswith("(observed)"):
+            problem = model.likelihood.check_observed(key, values)
+            if problem:
+                raise ValueError(f"data['{key}'] (observed) {problem}.")
+        out[key] = values
+    needs_list = list(needs.values())
+    _check_lengths(model, out, needs_list)
+    _check_groups_used(model, out, needs_list)
+    return {
+        key: jnp.asarray(v) if v.dtype.kind == "i" else jnp.asarray(v, dtype=jnp.result_type(float))
+        for key, v in out.items()
+    }
+
+
+def n_observations(model: Model, data: Mapping) -> int:
+    """Number of observations, from the per-observation arrays of prepared data."""
+    for need in model.needs():
+        if need.context == OBS and need.key in data:
+            return data[need.key].shape[-1]
+    for key in model.likelihood.observed_keys().values():
+        if key in data:
+            return data[key].shape[-1]
+    raise ValueError(
+        "The design has no per-observation column, so the number of observations is unknown; "
+        "add one (e.g. a group index or predictor column)."
+    )

@@ -1,0 +1,231 @@
+"""The `Term` protocol: a piece of a linear predictor that may own parameters.
+
+A model is a tree of terms under a likelihood. Each term owns some named parameters (their
+shapes, supports and priors) and knows how to (a) add its prior log density, (b) draw its
+parameters from the prior, (c) evaluate its contribution given all parameter values and the
+data, and (d) say which data it needs. The model walks the tree; terms never see positions in
+unconstrained space.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, PRNGKeyArray
+
+from hjax.model import constraints as C
+
+OBS = "obs"  # the context of per-observation values; other contexts are group names
+
+
+class ParamSpec(NamedTuple):
+    """A free parameter: constrained shape, support, dims (names of axes) and whether reported."""
+
+    shape: tuple[int, ...]
+    constraint: C.Constraint
+    dims: tuple[str, ...]
+    reported: bool = True
+    prior: str = ""
+
+
+@dataclass(frozen=True)
+class Need:
+    """A data array a term reads: its key, the context (OBS or a group) it has one value per,
+    and what its values must be (`index` of a group, or a support)."""
+
+    key: str
+    context: str
+    index_of: str | None = None
+    support: C.Constraint = C.real
+    user: str = ""
+
+
+class Term(eqx.Module):
+    """Base of all predictor pieces. Subclasses override what they use."""
+
+    def children(self) -> tuple[Term, ...]:
+        return ()
+
+    def param_specs(self, sizes: dict[str, int]) -> dict[str, ParamSpec]:
+        """Parameters this term owns (not its children's)."""
+        return {}
+
+    def log_prior(self, p: dict[str, Array], data: dict[str, Array]) -> Array:
+        """Log prior density of this term's own parameters (constrained values)."""
+        return jnp.zeros(())
+
+    def sample_prior(self, key: PRNGKeyArray, data, sizes) -> dict[str, Array]:
+        """Draw this term's and its children's parameters from the prior."""
+        draws: dict[str, Array] = {}
+        for child in self.children():
+            draws |= child.sample_prior(key, data, sizes)
+        return draws
+
+    def derived(self, p, data) -> dict[str, Array]:
+        """Named values computed from parameters, reported alongside them."""
+        return {}
+
+    def derived_dims(self, sizes) -> dict[str, tuple[str, ...]]:
+        return {}
+
+    def __call__(self, p: dict[str, Array], data: dict[str, Array]) -> Array:
+        raise NotImplementedError
+
+    def needs(self, context: str) -> list[Need]:
+        """Data this term (and its children) read when evaluated in `context`."""
+        return [need for child in self.children() for need in child.needs(context)]
+
+    def support(self) -> C.Constraint:
+        """Support of the term's value (used to check a likelihood parameter's slot)."""
+        return C.real
+
+    def has_intercept(self) -> bool:
+        """Whether the term carries a free overall mean (for identification checks)."""
+        return False
+
+    def coords(self) -> dict[str, tuple]:
+        """Labels of non-group dims this term introduces (e.g. predictor names)."""
+        return {}
+
+    def __add__(self, other: Term | float) -> Term:
+        return Sum((self, as_term(other)))
+
+    def __radd__(self, other: Term | float) -> Term:
+        return Sum((as_term(other), self))
+
+
+def key_for(key: PRNGKeyArray, name: str) -> PRNGKeyArray:
+    """A key for parameter `name` that does not depend on the order of the tree walk."""
+    return jax.random.fold_in(key, zlib.crc32(name.encode()))
+
+
+class Const(Term):
+    """A fixed number. `hj.Normal(mu=..., sigma=1.0)` turns 1.0 into `Const(1.0)`."""
+
+    value: float
+
+    def __call__(self, p, data):
+        return jnp.asarray(self.value)
+
+    def __str__(self):
+        return f"{self.value:g}"
+
+
+class Data(Term):
+    """A data column used as is (e.g. known measurement sds). Example: `hj.Data("sigma")`."""
+
+    key: str
+
+    def __call__(self, p, data):
+        return data[self.key]
+
+    def needs(self, context):
+        return [Need(self.key, context, user=f"Data('{self.key}')")]
+
+    def support(self):
+        return _ANY
+
+    def __str__(self):
+        return f"data[{self.key}]"
+
+
+class _AnySupport(C.Constraint):
+    """Support of data columns: checked against the slot's support when data arrive."""
+
+    def __str__(self):
+        return "data"
+
+
+_ANY = _AnySupport()
+
+
+class Sum(Term):
+    """Terms added into one predictor. At most one may carry an intercept (identification)."""
+
+    terms: tuple[Term, ...]
+
+    def __init__(self, terms):
+        flat = []
+        for term in terms:
+            flat.extend(term.terms if type(term) is Sum else (term,))
+        self.terms = tuple(flat)
+
+    def __check_init__(self):
+        carriers = [t for t in self.terms if t.has_intercept()]
+        if len(carriers) > 1:
+            names = " and ".join(f"'{t}'" for t in carriers)
+            raise ValueError(
+                f"{names} each carry an intercept (a free overall mean), so only their sum is "
+                "identified. Keep one: e.g. a Fixed intercept plus zero-mean Levels (no `loc`)."
+            )
+
+    def children(self):
+        return self.terms
+
+    def __call__(self, p, data):
+        return sum((t(p, data) for t in self.terms[1:]), self.terms[0](p, data))
+
+    def has_intercept(self):
+        return any(t.has_intercept() for t in self.terms)
+
+    def __str__(self):
+        return " + ".join(str(t) for t in self.terms)
+
+
+_LINKS = {
+    "exp": (jnp.exp, C.positive),
+    "softplus": (jax.nn.softplus, C.positive),
+    "inv_logit": (jax.nn.sigmoid, C.unit_interval),
+}
+
+
+class Link(Term):
+    """An inverse link applied to a predictor, e.g. `hj.exp(b0 + u)` for a positive sigma."""
+
+    term: Term
+    name: str = eqx.field(static=True)
+
+    def __check_init__(self):
+        if self.name not in _LINKS:
+            raise ValueError(f"Unknown link '{self.name}'; expected one of {sorted(_LINKS)}.")
+
+    def children(self):
+        return (self.term,)
+
+    def __call__(self, p, data):
+        return _LINKS[self.name][0](self.term(p, data))
+
+    def support(self):
+        return _LINKS[self.name][1]
+
+    def __str__(self):
+        return f"{self.name}({self.term})"
+
+
+def exp(term: Term) -> Link:
+    """exp(term): a positive parameter from a linear predictor. Example: `hj.exp(b + u)`."""
+    return Link(as_term(term), "exp")
+
+
+def softplus(term: Term) -> Link:
+    """softplus(term): a positive parameter from a linear predictor."""
+    return Link(as_term(term), "softplus")
+
+
+def inv_logit(term: Term) -> Link:
+    """logistic(term): a parameter in (0, 1) from a linear predictor."""
+    return Link(as_term(term), "inv_logit")
+
+
+def as_term(value: Term | float | int) -> Term:
+    """Numbers become `Const`; terms pass through."""
+    if isinstance(value, Term):
+        return value
+    if isinstance(value, int | float):
+        return Const(float(value))
+    raise TypeError(f"Expected a Term or a number; got {type(value).__name__}.")

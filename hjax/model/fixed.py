@@ -1,0 +1,82 @@
+"""Population-level (completely pooled) coefficients."""
+
+from __future__ import annotations
+
+import equinox as eqx
+import jax.numpy as jnp
+
+from hjax.model import constraints as C
+from hjax.model._term import ParamSpec, Need, Term, key_for
+from hjax.model.priors import Normal, Prior
+
+
+class Fixed(Term):
+    """A population-level coefficient, optionally multiplying predictors.
+
+    With no predictor it is an intercept; with one predictor name it is `beta * data[x]`;
+    with several it is a coefficient vector over those columns (a design matrix by columns).
+    An intercept's prior may have any support, so `Fixed("sigma", hj.HalfNormal(1))` is a
+    positive scalar parameter.
+
+    Example:
+        >>> b0 = hj.Fixed("b0", hj.Normal(0, 5))
+        >>> slope = hj.Fixed("b_age", hj.Normal(0, 1), predictors="age")
+    """
+
+    name: str = eqx.field(static=True)
+    prior: Prior = Normal(0.0, 1.0)
+    predictors: tuple[str, ...] | str | None = eqx.field(static=True, default=None)
+
+    def __check_init__(self):
+        if self.predictors is not None and not isinstance(self.prior.support, C.Real):
+            raise ValueError(
+                f"Fixed '{self.name}' multiplies predictors, so its prior needs real support; "
+                f"got {self.prior} with support {self.prior.support}. Use e.g. hj.Normal(0, 1)."
+            )
+
+    @property
+    def _vector(self) -> bool:
+        return isinstance(self.predictors, tuple)
+
+    def param_specs(self, sizes):
+        if self._vector:
+            k = len(self.predictors)
+            dims = (f"{self.name}_dim",)
+            return {self.name: ParamSpec((k,), self.prior.support, dims, prior=str(self.prior))}
+        return {self.name: ParamSpec((), self.prior.support, (), prior=str(self.prior))}
+
+    def coords(self):
+        return {f"{self.name}_dim": self.predictors} if self._vector else {}
+
+    def log_prior(self, p, data):
+        return jnp.sum(self.prior.log_prob(p[self.name]))
+
+    def sample_prior(self, key, data, sizes):
+        shape = self.param_specs(sizes)[self.name].shape
+        return {self.name: self.prior.sample(key_for(key, self.name), shape)}
+
+    def __call__(self, p, data):
+        beta = p[self.name]
+        if self.predictors is None:
+            return beta
+        if self._vector:
+            columns = jnp.stack([data[x] for x in self.predictors], axis=-1)
+            return columns @ beta
+        return beta * data[self.predictors]
+
+    def needs(self, context):
+        names = (self.predictors,) if isinstance(self.predictors, str) else self.predictors or ()
+        return [Need(x, context, user=f"Fixed '{self.name}'") for x in names]
+
+    def support(self):
+        return self.prior.support if self.predictors is None else C.real
+
+    def has_intercept(self):
+        return self.predictors is None
+
+    def __str__(self):
+        if self.predictors is None:
+            return self.name
+        if self._vector:
+            return f"{self.name} . [{', '.join(self.predictors)}]"
+        return f"{self.name} * {self.predictors}"

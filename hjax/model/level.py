@@ -1,0 +1,312 @@
+"""Per-group values drawn from a population: partial pooling, and its nested form."""
+
+from __future__ import annotations
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.scipy.stats as jss
+
+from hjax.model import constraints as C
+from hjax.model._term import OBS, Need, ParamSpec, Term, as_term, key_for
+from hjax.model.priors import HalfNormal, LKJCholesky, Prior
+
+INTERCEPT = "1"
+
+
+class Level(Term):
+    """Per-group values from a population distribution (partial pooling).
+
+    `values[g] ~ Normal(loc[g], sd)` for each group g of `group`, entering the predictor as
+    `values[data[group]]` (times `data[x]` for a varying slope on predictor x). Non-centered by
+    default (`values = loc + sd * z`, z ~ N(0, 1)); `centered=True` samples the values directly.
+    `loc` is a term evaluated per group, so group-level predictors go there
+    (`loc=hj.Fixed("b0") + hj.Fixed("b1", predictors="z")` with `data["z"]` one value per group);
+    without `loc` the values are zero-mean deviations.
+
+    Pooling: a prior on `scale` gives partial pooling; a number for `scale` fixes the population
+    sd (a wide one, e.g. 10.0, is no pooling); leaving the Level out is complete pooling.
+
+    Several `predictors` (`("1", "x")`: intercept and slope) make the values vectors, with
+    separate scales (each with the `scale` prior) and, if `corr` is given, an LKJ prior on their
+    correlation; otherwise they are independent.
+
+    Example:
+        >>> alpha = hj.Level("alpha", group="participant", scale=hj.HalfNormal(1.0))
+        >>> ab = hj.Level("ab", "participant", predictors=("1", "x"), corr=hj.LKJCholesky(2, 2.0))
+    """
+
+    name: str = eqx.field(static=True)
+    group: str = eqx.field(static=True)
+    scale: Prior | float = HalfNormal(1.0)
+    loc: Term | None = eqx.field(default=None, converter=lambda v: v if v is None else as_term(v))
+    predictors: tuple[str, ...] = eqx.field(
+        static=True, default=(INTERCEPT,), converter=lambda v: (v,) if isinstance(v, str) else tuple(v)
+    )
+    corr: LKJCholesky | None = None
+    centered: bool = eqx.field(static=True, default=False)
+
+    def __check_init__(self):
+        where = f"Level '{self.name}'"
+        if isinstance(self.scale, Prior) and not C.positive.contains(self.scale.support):
+            raise ValueError(
+                f"{where}: the scale prior must have positive support; got {self.scale} "
+                f"({self.scale.support}). Use e.g. hj.HalfNormal(1.0) or hj.Exponential(1.0)."
+            )
+        if not isinstance(self.scale, Prior) and not float(self.scale) > 0:
+            raise ValueError(f"{where}: a fixed scale must be > 0; got {self.scale}.")
+        k = len(self.predictors)
+        if k > 1 and self.loc is not None:
+            raise ValueError(
+                f"{where}: `loc` is for single-predictor levels. For several predictors, add the "
+                "population means as Fixed terms and keep the level zero-mean."
+            )
+        if self.corr is not None:
+            if k < 2:
+                raise ValueError(f"{where}: `corr` needs at least two predictors; got {k}.")
+            if not isinstance(self.corr, LKJCholesky) or self.corr.dim != k:
+                raise ValueError(f"{where}: `corr` must be hj.LKJCholesky(dim={k}, eta=...).")
+
+    # --- shapes and parameters -------------------------------------------------------------
+    @property
+    def _k(self) -> int:
+        return len(self.predictors)
+
+    def _shape(self, sizes) -> tuple[int, ...]:
+        g = sizes[self.group]
+        return (g,) if self._k == 1 else (g, self._k)
+
+    def _dims(self) -> tuple[str, ...]:
+        return (self.group,) if self._k == 1 else (self.group, f"{self.name}_coef")
+
+    def param_specs(self, sizes):
+        coef = () if self._k == 1 else (f"{self.name}_coef",)
+        specs = {}
+        if isinstance(self.scale, Prior):
+            specs[f"{self.name}_sd"] = ParamSpec(coef and (self._k,), C.positive, coef,
+                                                 prior=str(self.scale))
+        if self.corr is not None:
+            dims = (f"{self.name}_coef", f"{self.name}_coef2")
+            specs[f"{self.name}_corr_chol"] = ParamSpec((self._k,) * 2, C.corr_cholesky, dims,
+                                                        reported=False, prior=str(self.corr))
+        sd = f"{self.name}_sd" if isinstance(self.scale, Prior) else f"{self.scale:g}"
+        mean = "0" if self.loc is None and not isinstance(self, Nested) else "population mean"
+        if self._k > 1:
+            population = f"MvNormal(0, {sd}, {'corr' if self.corr else 'independent'})"
+        else:
+            population = f"Normal({mean}, {sd})"
+        if self.centered:
+            specs[self.name] = ParamSpec(self._shape(sizes), C.real, self._dims(),
+                                         prior=f"{population}, centered")
+        else:
+            specs[f"{self.name}_z"] = ParamSpec(self._shape(sizes), C.real, self._dims(),
+                                                reported=False,
+                                                prior=f"Normal(0, 1), non-centered {population}")
+        return specs
+
+    def coords(self):
+        if self._k == 1:
+            return {}
+        return {f"{self.name}_coef": self.predictors, f"{self.name}_coef2": self.predictors}
+
+    def children(self):
+        return () if self.loc is None else (self.loc,)
+
+    # --- the population ---------------------------------------------------------------------
+    def _sd(self, p):
+        return p[f"{self.name}_sd"] if isinstance(self.scale, Prior) else jnp.asarray(self.scale)
+
+    def _scale_tril(self, p):
+        """Cholesky factor of the population covariance (multivariate case)."""
+        sd = jnp.broadcast_to(self._sd(p), (self._k,))
+        if self.corr is None:
+            return jnp.diag(sd)
+        return sd[:, None] * p[f"{self.name}_corr_chol"]
+
+    def population_mean(self, p, data):
+        """The population mean per group (0 when the level has no `loc`)."""
+        return jnp.zeros(()) if self.loc is None else self.loc(p, data)
+
+    def _from_standard(self, p, data, z):
+        """The non-centered map from standard-normal z to the group values."""
+        if self._k == 1:
+            return self.population_mean(p, data) + self._sd(p) * z
+        return z @ self._scale_tril(p).T
+
+    def group_values(self, p, data):
+        """Per-group values: shape (groups,) or (groups, predictors)."""
+        if self.centered:
+            return p[self.name]
+        return self._from_standard(p, data, p[f"{self.name}_z"])
+
+    def log_prior(self, p, data):
+        lp = jnp.zeros(())
+        if isinstance(self.scale, Prior):
+            lp += jnp.sum(self.scale.log_prob(p[f"{self.name}_sd"]))
+        if self.corr is not None:
+            lp += self.corr.log_prob(p[f"{self.name}_corr_chol"])
+        if not self.centered:
+            return lp + jnp.sum(jss.norm.logpdf(p[f"{self.name}_z"]))
+        values = p[self.name]
+        if self._k == 1:
+            mean = jnp.broadcast_to(self.population_mean(p, data), values.shape)
+            return lp + jnp.sum(jss.norm.logpdf(values, mean, self._sd(p)))
+        tril = self._scale_tril(p)
+        white = jax.scipy.linalg.solve_triangular(tril, values.T, lower=True)
+        log_det = jnp.sum(jnp.log(jnp.diagonal(tril)))
+        return lp + jnp.sum(jss.norm.logpdf(white)) - values.shape[0] * log_det
+
+    def sample_prior(self, key, data, sizes):
+        draws = super().sample_prior(key, data, sizes)
+        if isinstance(self.scale, Prior):
+            shape = () if self._k == 1 else (self._k,)
+            draws[f"{self.name}_sd"] = self.scale.sample(key_for(key, f"{self.name}_sd"), shape)
+        if self.corr is not None:
+            name = f"{self.name}_corr_chol"
+            draws[name] = self.corr.sample(key_for(key, name))
+        z = jax.random.normal(key_for(key, f"{self.name}_z"), self._shape(sizes))
+        if self.centered:
+            draws[self.name] = self._from_standard(draws, data, z)
+        else:
+            draws[f"{self.name}_z"] = z
+        return draws
+
+    def derived(self, p, data):
+        out = {} if self.centered else {self.name: self.group_values(p, data)}
+        if self.corr is not None:
+            chol = p[f"{self.name}_corr_chol"]
+            out[f"{self.name}_corr"] = chol @ chol.T
+        return out
+
+    def derived_dims(self, sizes):
+        out = {} if self.centered else {self.name: self._dims()}
+        if self.corr is not None:
+            out[f"{self.name}_corr"] = (f"{self.name}_coef", f"{self.name}_coef2")
+        return out
+
+    # --- the predictor ----------------------------------------------------------------------
+    def __call__(self, p, data):
+        values = self.group_values(p, data)[data[self.group]]
+        if self._k == 1:
+            x = self.predictors[0]
+            return values if x == INTERCEPT else values * data[x]
+        columns = jnp.stack(
+            [jnp.ones_like(values[:, 0]) if x == INTERCEPT else data[x] for x in self.predictors],
+            axis=-1,
+        )
+        return jnp.sum(values * columns, axis=-1)
+
+    def group_needs(self) -> list[Need]:
+        """Data read to compute the per-group values."""
+        return [] if self.loc is None else self.loc.needs(self.group)
+
+    def needs(self, context):
+        if context != OBS:
+            raise ValueError(
+                f"Level '{self.name}' is used per '{context}' (inside a loc); levels enter the "
+                "observation-level predictor only. Use hj.Nested to centre a level on another."
+            )
+        where = f"Level '{self.name}'"
+        needs = [Need(self.group, OBS, index_of=self.group, user=where)]
+        needs += [Need(x, OBS, user=where) for x in self.predictors if x != INTERCEPT]
+        return needs + self.group_needs()
+
+    def has_intercept(self):
+        return self.loc is not None and self.loc.has_intercept()
+
+    def __str__(self):
+        slope = "".join(f"*{x}" for x in self.predictors if x != INTERCEPT)
+        return f"{self.name}[{self.group}]{slope}"
+
+
+class Nested(Level):
+    """A level whose population mean is its parent level's value (classes in schools).
+
+    `values[c] ~ Normal(parent_values[parent_of[c]], sd)`, where `parent_of` is read from
+    `data["<group>_in_<parent group>"]` (one parent index per child group). `model.prepare`
+    builds it from the observation-level columns of both groups and checks each child lies in
+    exactly one parent. Chains of any depth are built by nesting a Nested as the parent.
+
+    Example:
+        >>> school = hj.Level("school", "school", loc=hj.Fixed("mu"), scale=hj.HalfNormal(1))
+        >>> klass = hj.Nested("class", "class", parent=school, scale=hj.HalfNormal(1))
+    """
+
+    parent: Level = None
+
+    def __check_init__(self):
+        if not isinstance(self.parent, Level):
+            raise ValueError(f"Nested '{self.name}' needs `parent`, a hj.Level or hj.Nested.")
+        if self.loc is not None or len(self.predictors) != 1:
+            raise ValueError(
+                f"Nested '{self.name}': its mean is its parent's value, so it takes no `loc` and "
+                "a single predictor."
+            )
+
+    @property
+    def parent_key(self) -> str:
+        return f"{self.group}_in_{self.parent.group}"
+
+    def children(self):
+        return (self.parent,)
+
+    def population_mean(self, p, data):
+        return self.parent.group_values(p, data)[data[self.parent_key]]
+
+    def group_needs(self):
+        where = f"Nested '{self.name}'"
+        return [Need(self.parent_key, self.group, index_of=self.parent.group, user=where),
+                *self.parent.group_needs()]
+
+    def has_intercept(self):
+        return self.parent.has_intercept()
+
+    def __str__(self):
+        return f"{self.name}[{self.group} in {self.parent.group}]"
+
+
+class Crossed(Term):
+    """Effects of crossed factors (e.g. participants x items) summed into one predictor.
+
+    Identified by construction: at most one member may carry a population mean; the others are
+    zero-mean deviations. The non-identified form (each factor with its own free mean, as in
+    `alpha_p ~ N(mu, .)`, `gamma_i = zeta0 + ...`) is refused unless `identify=False`.
+
+    Example:
+        >>> d = hj.Crossed(hj.Level("alpha", "participant"),
+        ...                hj.Level("gamma", "item", loc=hj.Fixed("zeta0") + hj.Fixed(
+        ...                    "zeta1", predictors="brightness")))
+    """
+
+    levels: tuple[Level, ...]
+    identify: bool = eqx.field(static=True, default=True)
+
+    def __init__(self, *levels: Level, identify: bool = True):
+        self.levels = tuple(levels)
+        self.identify = identify
+
+    def __check_init__(self):
+        if len(self.levels) < 2 or not all(isinstance(lv, Level) for lv in self.levels):
+            raise ValueError("Crossed needs two or more hj.Level terms.")
+        groups = [lv.group for lv in self.levels]
+        if len(set(groups)) != len(groups):
+            raise ValueError(f"Crossed levels must be over different groups; got {groups}.")
+        means = [lv.name for lv in self.levels if lv.has_intercept()]
+        if self.identify and len(means) > 1:
+            raise ValueError(
+                f"Crossed: levels {means} each have a population mean with an intercept, so only "
+                "their sum is identified. Keep the intercept in one level's `loc` (or in a Fixed "
+                "term) and make the others zero-mean; pass identify=False only on purpose."
+            )
+
+    def children(self):
+        return self.levels
+
+    def __call__(self, p, data):
+        return sum((lv(p, data) for lv in self.levels[1:]), self.levels[0](p, data))
+
+    def has_intercept(self):
+        return any(lv.has_intercept() for lv in self.levels)
+
+    def __str__(self):
+        return " + ".join(str(lv) for lv in self.levels)

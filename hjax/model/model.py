@@ -1,0 +1,236 @@
+"""`Model`: a likelihood plus the terms under it, as pure functions of (position, data)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float, PRNGKeyArray
+
+from hjax.model import _data
+from hjax.model._term import OBS, Data, Need, ParamSpec, Term
+from hjax.model.likelihoods import Likelihood, slot_problem, slot_supports
+
+Position = dict[str, Array]
+
+
+class Model(eqx.Module):
+    """A hierarchical model: the likelihood, its terms, and the groups they index.
+
+    `logdensity(position, data)` is the log posterior density (up to the evidence) over the
+    unconstrained `position` (a dict of arrays, see `init`), with the log-Jacobian of every
+    constraint included. Data are arguments, so one compiled function serves every dataset of
+    the same shape. `simulate(key, design)` draws parameters from the prior and data from the
+    likelihood: the generative side used by SBC and recovery studies.
+
+    Args:
+        likelihood: the observation model, its parameter slots filled with terms.
+        coords: for each group a term indexes, its size or its labels (in index order).
+
+    Example:
+        >>> model = hj.Model(
+        ...     hj.Gaussian(mu=hj.Level("theta", "school", loc=hj.Fixed("mu", hj.Normal(0, 5)),
+        ...                           scale=hj.HalfCauchy(5.0)),
+        ...               sigma=hj.Data("sigma")),
+        ...     coords={"school": 8},
+        ... )
+        >>> data = model.prepare({"y": y, "sigma": sigma, "school": np.arange(8)})
+        >>> lp = jax.jit(model.logdensity)(model.init(jax.random.key(0)), data)
+    """
+
+    likelihood: Likelihood
+    group_coords: tuple[tuple[str, tuple], ...] = eqx.field(static=True)
+
+    def __init__(self, likelihood: Likelihood, coords: Mapping[str, int | Sequence]):
+        if not isinstance(likelihood, Likelihood):
+            raise TypeError(f"Expected a hj likelihood (e.g. hj.Gaussian); got {likelihood!r}.")
+        self.likelihood = likelihood
+        self.group_coords = tuple(
+            (name, tuple(range(labels)) if isinstance(labels, int) else tuple(labels))
+            for name, labels in coords.items()
+        )
+
+    def __check_init__(self):
+        for slot, required in slot_supports(self.likelihood).items():
+            problem = slot_problem(self.likelihood.terms()[slot], required)
+            if problem:
+                raise ValueError(
+                    f"{type(self.likelihood).__name__}.{slot} must be {required}, but {problem}. "
+                    "Give it a prior with that support (e.g. hj.HalfNormal for a positive scale) "
+                    "or wrap a linear predictor in a link (hj.exp, hj.inv_logit)."
+                )
+        groups = {need.index_of for need in self.needs() if need.index_of}
+        missing = sorted(groups - set(self.sizes))
+        if missing:
+            raise ValueError(
+                f"Groups {missing} are used by the model but not in `coords`; pass their sizes or "
+                "labels, e.g. coords={'participant': 20} (hj.encode(data, groups) returns them)."
+            )
+        self.param_specs  # noqa: B018 - raises on clashing parameter names
+
+    # --- structure ----------------------------------------------------------------------------
+    @property
+    def sizes(self) -> dict[str, int]:
+        return {name: len(labels) for name, labels in self.group_coords}
+
+    def terms(self) -> list[Term]:
+        """Every distinct term in the tree, parents before children."""
+        found: list[Term] = []
+        stack = list(self.likelihood.terms().values())[::-1]
+        while stack:
+            term = stack.pop()
+            if not any(term is seen or term == seen for seen in found):
+                found.append(term)
+                stack.extend(term.children()[::-1])
+        return found
+
+    @property
+    def param_specs(self) -> dict[str, ParamSpec]:
+        """Free parameters by name: shapes, supports, dims."""
+        specs: dict[str, ParamSpec] = {}
+        for term in self.terms():
+            for name, spec in term.param_specs(self.sizes).items():
+                if name in specs:
+                    raise ValueError(
+                        f"Two different terms define a parameter named '{name}'; names must be "
+                        "unique (reuse the same term object to share a parameter)."
+                    )
+                specs[name] = spec
+        return specs
+
+    def needs(self) -> list[Need]:
+        """Data arrays the terms read (observed data excluded)."""
+        needs = []
+        supports = slot_supports(self.likelihood)
+        for slot, term in self.likelihood.terms().items():
+            for need in term.needs(OBS):
+                if isinstance(term, Data) and need.key == term.key:
+                    need = Need(need.key, OBS, support=supports[slot],
+                                user=f"{type(self.likelihood).__name__}.{slot}")
+                needs.append(need)
+        return needs
+
+    @property
+    def coords(self) -> dict[str, tuple]:
+        """Labels of every dim of the reported parameters."""
+        coords = dict(self.group_coords)
+        for term in self.terms():
+            coords |= term.coords()
+        return coords
+
+    @property
+    def param_dims(self) -> dict[str, tuple[str, ...]]:
+        """Dims of every reported value (free parameters and derived ones), by name."""
+        dims = {name: s.dims for name, s in self.param_specs.items() if s.reported}
+        for term in self.terms():
+            dims |= term.derived_dims(self.sizes)
+        return dims
+
+    # --- densities ----------------------------------------------------------------------------
+    def _to_constrained(self, position: Position) -> tuple[dict[str, Array], Array]:
+        """The one place where constraints are applied and their log-Jacobian is added."""
+        values, log_jac = {}, jnp.zeros(())
+        for name, spec in self.param_specs.items():
+            values[name], ld = spec.constraint.bijector().forward_and_log_det(position[name])
+            log_jac += jnp.sum(ld)
+        return values, log_jac
+
+    def _slot_values(self, p, data) -> dict[str, Array]:
+        return {slot: term(p, data) for slot, term in self.likelihood.terms().items()}
+
+    def _observed(self, data) -> dict[str, Array]:
+        return {arg: data[key] for arg, key in self.likelihood.observed_keys().items()}
+
+    def log_likelihood(self, position: Position, data: dict[str, Array]) -> Float[Array, " n"]:
+        """Log likelihood of each observation (for LOO / WAIC)."""
+        p, _ = self._to_constrained(position)
+        return self.likelihood.log_prob(**self._observed(data), **self._slot_values(p, data))
+
+    def logdensity(self, position: Position, data: dict[str, Array]) -> Float[Array, ""]:
+        """Log posterior density over the unconstrained position (up to a constant)."""
+        p, log_jac = self._to_constrained(position)
+        log_prior = sum((term.log_prior(p, data) for term in self.terms()), jnp.zeros(()))
+        log_lik = self.likelihood.log_prob(**self._observed(data), **self._slot_values(p, data))
+        return log_jac + log_prior + jnp.sum(log_lik)
+
+    # --- positions ----------------------------------------------------------------------------
+    def init(self, key: PRNGKeyArray, radius: float = 2.0) -> Position:
+        """A random unconstrained position, uniform on (-radius, radius) as in Stan."""
+        position = {}
+        for name, spec in self.param_specs.items():
+            shape = spec.constraint.unconstrained_shape(spec.shape)
+            position[name] = jax.random.uniform(
+                jax.random.fold_in(key, len(position)), shape, minval=-radius, maxval=radius
+            )
+        return position
+
+    def constrain(self, position: Position, data: dict[str, Array]) -> dict[str, Array]:
+        """Named constrained values: reported parameters and derived values (group effects)."""
+        return self._report(self._to_constrained(position)[0], data)
+
+    def unconstrain(self, values: dict[str, Array]) -> Position:
+        """The position of constrained free-parameter values (inverse of the constraints)."""
+        return {name: spec.constraint.bijector().inverse(values[name])
+                for name, spec in self.param_specs.items()}
+
+    def _report(self, p, data):
+        out = {name: p[name] for name, spec in self.param_specs.items() if spec.reported}
+        for term in self.terms():
+            out |= term.derived(p, data)
+        return out
+
+    # --- generative side ----------------------------------------------------------------------
+    def sample_prior(self, key: PRNGKeyArray, data: dict[str, Array]) -> dict[str, Array]:
+        """Constrained free parameters drawn from the prior."""
+        draws = {}
+        for term in self.likelihood.terms().values():
+            draws |= term.sample_prior(key, data, self.sizes)
+        return draws
+
+    def simulate(self, key: PRNGKeyArray, design: dict[str, Array]):
+        """Draw parameters from the prior and data from the likelihood.
+
+        Args:
+            key: a PRNG key.
+            design: prepared data without the observed columns (`model.prepare(raw,
+                observed=False)`); its per-observation arrays fix the number of observations.
+
+        Returns:
+            (truths, data): reported parameter values, as `constrain` names them, and `design`
+            with the simulated observed columns added.
+        """
+        key_params, key_obs = jax.random.split(key)
+        p = self.sample_prior(key_params, design)
+        n_obs = _data.n_observations(self, design)
+        params = {slot: jnp.broadcast_to(v, (n_obs,))
+                  for slot, v in self._slot_values(p, design).items()}
+        simulated = self.likelihood.sample(key_obs, **params)
+        observed = {key: simulated[arg] for arg, key in self.likelihood.observed_keys().items()}
+        return self._report(p, design), {**design, **observed}
+
+    # --- data ---------------------------------------------------------------------------------
+    def prepare(self, raw: Mapping, *, observed: bool = True) -> dict[str, Array]:
+        """Validate raw data on the host and convert it to the arrays the model reads.
+
+        Raises a ValueError naming the column and the fix for: missing columns, NaN/inf,
+        indices out of range, empty groups, mismatched lengths, values outside a slot's support
+        and nesting violations. Labels (strings) are mapped to indices through `coords`.
+        """
+        return _data.prepare(self, raw, observed=observed)
+
+    # --- display ------------------------------------------------------------------------------
+    def __str__(self):
+        specs = self.param_specs
+        n_free = sum(
+            int(jnp.prod(jnp.array(s.constraint.unconstrained_shape(s.shape)))) for s in specs.values()
+        )
+        lines = ["hjax Model", str(self.likelihood)]
+        lines.append("groups: " + ", ".join(f"{g} ({n})" for g, n in self.sizes.items()))
+        lines.append(f"parameters ({n_free} unconstrained values):")
+        width = max(len(name) for name in specs)
+        for name, s in specs.items():
+            shape = "x".join(map(str, s.shape)) or "scalar"
+            lines.append(f"  {name:<{width}}  {shape:<8} {str(s.constraint):<14} ~ {s.prior}")
+        return "\n".join(lines)

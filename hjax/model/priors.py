@@ -1,0 +1,295 @@
+"""Prior distributions with explicit support (numpyro's convention).
+
+Each prior has `log_prob` (elementwise, normalised) and `sample(key, shape)`, and a `support`
+that `hjax.model` checks against the slot it is put in (a scale needs a positive prior).
+Densities come from `jax.scipy.stats`; the LKJ-Cholesky density and sampler are written here
+because neither jax nor distrax has them (formulas as in Stan's manual and numpyro).
+"""
+
+from __future__ import annotations
+
+import math
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.scipy.special as jsp
+import jax.scipy.stats as jss
+from jaxtyping import Array, PRNGKeyArray
+
+from hjax.model import constraints as C
+
+
+class Prior(eqx.Module):
+    """A distribution over one parameter's values (elementwise unless stated)."""
+
+    @property
+    def support(self) -> C.Constraint:
+        raise NotImplementedError
+
+    def log_prob(self, x: Array) -> Array:
+        raise NotImplementedError
+
+    def sample(self, key: PRNGKeyArray, shape: tuple[int, ...] = ()) -> Array:
+        raise NotImplementedError
+
+    def __str__(self):
+        fields = ", ".join(f"{getattr(self, f):g}" for f in self.__dataclass_fields__)
+        return f"{type(self).__name__}({fields})"
+
+
+def _require_positive(prior: Prior, **values: float) -> None:
+    for name, value in values.items():
+        if not value > 0:
+            raise ValueError(f"{type(prior).__name__} needs {name} > 0; got {name}={value}.")
+
+
+class Normal(Prior):
+    """Normal(loc, scale). Example: `hj.Normal(0.0, 5.0)`."""
+
+    loc: float = 0.0
+    scale: float = 1.0
+
+    def __check_init__(self):
+        _require_positive(self, scale=self.scale)
+
+    support = property(lambda self: C.real)
+
+    def log_prob(self, x):
+        return jss.norm.logpdf(x, self.loc, self.scale)
+
+    def sample(self, key, shape=()):
+        return self.loc + self.scale * jax.random.normal(key, shape)
+
+
+class StudentT(Prior):
+    """Student-t(df, loc, scale). Example: `hj.StudentT(3.0, 0.0, 2.5)`."""
+
+    df: float = 3.0
+    loc: float = 0.0
+    scale: float = 1.0
+
+    def __check_init__(self):
+        _require_positive(self, df=self.df, scale=self.scale)
+
+    support = property(lambda self: C.real)
+
+    def log_prob(self, x):
+        return jss.t.logpdf(x, self.df, self.loc, self.scale)
+
+    def sample(self, key, shape=()):
+        return self.loc + self.scale * jax.random.t(key, self.df, shape)
+
+
+class Cauchy(Prior):
+    """Cauchy(loc, scale). Example: `hj.Cauchy(0.0, 2.5)`."""
+
+    loc: float = 0.0
+    scale: float = 1.0
+
+    def __check_init__(self):
+        _require_positive(self, scale=self.scale)
+
+    support = property(lambda self: C.real)
+
+    def log_prob(self, x):
+        return jss.cauchy.logpdf(x, self.loc, self.scale)
+
+    def sample(self, key, shape=()):
+        return self.loc + self.scale * jax.random.cauchy(key, shape)
+
+
+class HalfNormal(Prior):
+    """|Normal(0, scale)| on (0, inf). Example: `hj.HalfNormal(1.0)`."""
+
+    scale: float = 1.0
+
+    def __check_init__(self):
+        _require_positive(self, scale=self.scale)
+
+    support = property(lambda self: C.positive)
+
+    def log_prob(self, x):
+        return math.log(2.0) + jss.norm.logpdf(x, 0.0, self.scale)
+
+    def sample(self, key, shape=()):
+        return jnp.abs(self.scale * jax.random.normal(key, shape))
+
+
+class HalfCauchy(Prior):
+    """|Cauchy(0, scale)| on (0, inf). Example: `hj.HalfCauchy(5.0)`."""
+
+    scale: float = 1.0
+
+    def __check_init__(self):
+        _require_positive(self, scale=self.scale)
+
+    support = property(lambda self: C.positive)
+
+    def log_prob(self, x):
+        return math.log(2.0) + jss.cauchy.logpdf(x, 0.0, self.scale)
+
+    def sample(self, key, shape=()):
+        return jnp.abs(self.scale * jax.random.cauchy(key, shape))
+
+
+class HalfStudentT(Prior):
+    """|Student-t(df, 0, scale)| on (0, inf). Example: `hj.HalfStudentT(3.0, 1.0)`."""
+
+    df: float = 3.0
+    scale: float = 1.0
+
+    def __check_init__(self):
+        _require_positive(self, df=self.df, scale=self.scale)
+
+    support = property(lambda self: C.positive)
+
+    def log_prob(self, x):
+        return math.log(2.0) + jss.t.logpdf(x, self.df, 0.0, self.scale)
+
+    def sample(self, key, shape=()):
+        return jnp.abs(self.scale * jax.random.t(key, self.df, shape))
+
+
+class Exponential(Prior):
+    """Exponential(rate) on (0, inf). Example: `hj.Exponential(1.0)`."""
+
+    rate: float = 1.0
+
+    def __check_init__(self):
+        _require_positive(self, rate=self.rate)
+
+    support = property(lambda self: C.positive)
+
+    def log_prob(self, x):
+        return jss.expon.logpdf(x, scale=1.0 / self.rate)
+
+    def sample(self, key, shape=()):
+        return jax.random.exponential(key, shape) / self.rate
+
+
+class Gamma(Prior):
+    """Gamma(shape, rate) on (0, inf). Example: `hj.Gamma(2.0, 1.0)`."""
+
+    concentration: float = 1.0
+    rate: float = 1.0
+
+    def __check_init__(self):
+        _require_positive(self, concentration=self.concentration, rate=self.rate)
+
+    support = property(lambda self: C.positive)
+
+    def log_prob(self, x):
+        return jss.gamma.logpdf(x, self.concentration, scale=1.0 / self.rate)
+
+    def sample(self, key, shape=()):
+        return jax.random.gamma(key, self.concentration, shape) / self.rate
+
+
+class LogNormal(Prior):
+    """exp(Normal(loc, scale)) on (0, inf). Example: `hj.LogNormal(0.0, 1.0)`."""
+
+    loc: float = 0.0
+    scale: float = 1.0
+
+    def __check_init__(self):
+        _require_positive(self, scale=self.scale)
+
+    support = property(lambda self: C.positive)
+
+    def log_prob(self, x):
+        return jss.norm.logpdf(jnp.log(x), self.loc, self.scale) - jnp.log(x)
+
+    def sample(self, key, shape=()):
+        return jnp.exp(self.loc + self.scale * jax.random.normal(key, shape))
+
+
+class Beta(Prior):
+    """Beta(a, b) on (0, 1). Example: `hj.Beta(2.0, 2.0)`."""
+
+    a: float = 1.0
+    b: float = 1.0
+
+    def __check_init__(self):
+        _require_positive(self, a=self.a, b=self.b)
+
+    support = property(lambda self: C.unit_interval)
+
+    def log_prob(self, x):
+        return jss.beta.logpdf(x, self.a, self.b)
+
+    def sample(self, key, shape=()):
+        return jax.random.beta(key, self.a, self.b, shape)
+
+
+class Uniform(Prior):
+    """Uniform(low, high). Example: `hj.Uniform(0.1, 1.0)` for a non-decision time."""
+
+    low: float = 0.0
+    high: float = 1.0
+
+    def __check_init__(self):
+        if not self.low < self.high:
+            raise ValueError(f"Uniform needs low < high; got ({self.low}, {self.high}).")
+
+    support = property(lambda self: C.Interval(self.low, self.high))
+
+    def log_prob(self, x):
+        return jss.uniform.logpdf(x, self.low, self.high - self.low)
+
+    def sample(self, key, shape=()):
+        return jax.random.uniform(key, shape, minval=self.low, maxval=self.high)
+
+
+class LKJCholesky(Prior):
+    """LKJ(eta) prior on a correlation matrix, as a density over its Cholesky factor.
+
+    The density is over the K(K-1)/2 strictly-lower entries of L (Stan's `lkj_corr_cholesky`),
+    normalised. eta = 1 is uniform over correlation matrices; larger eta shrinks towards I.
+
+    Example:
+        >>> prior = hj.LKJCholesky(dim=2, eta=2.0)
+    """
+
+    dim: int = eqx.field(static=True, default=2)
+    eta: float = 1.0
+
+    def __check_init__(self):
+        _require_positive(self, eta=self.eta)
+        if self.dim < 2:
+            raise ValueError(f"LKJCholesky needs dim >= 2; got dim={self.dim}.")
+
+    support = property(lambda self: C.corr_cholesky)
+
+    def _log_normalizer(self):
+        # Lewandowski, Kurowicka & Joe (2009), p. 1999, as numpyro writes it.
+        dm1 = self.dim - 1
+        alpha = self.eta + 0.5 * dm1
+        return (0.5 * dm1 * math.log(math.pi) + jsp.multigammaln(alpha - 0.5, dm1)
+                - dm1 * jsp.gammaln(alpha))
+
+    def log_prob(self, lower):
+        k, eta = self.dim, self.eta
+        diag = jnp.diagonal(lower, axis1=-2, axis2=-1)[..., 1:]
+        order = jnp.arange(k - 1, 0, -1) - 1 + 2.0 * (eta - 1.0)
+        # w.r.t. the strictly-lower entries of L: exponents K - i + 2 eta - 2 for i = 2..K.
+        unnormalised = jnp.sum(order * jnp.log(diag), axis=-1)
+        return unnormalised - self._log_normalizer()
+
+    def sample(self, key, shape=()):
+        # Onion method (Ghosh & Henderson 2003; numpyro's LKJCholesky sampler).
+        k, eta = self.dim, self.eta
+        key_beta, key_normal = jax.random.split(key)
+        beta_conc = eta + 0.5 * (k - 2) - 0.5 * jnp.arange(k - 1)
+        y = jax.random.beta(key_beta, 0.5 * jnp.arange(1, k), beta_conc, (*shape, k - 1))
+        u = jax.random.normal(key_normal, (*shape, k - 1, k - 1))
+        u = jnp.tril(u)
+        u = u / jnp.linalg.norm(u, axis=-1, keepdims=True)
+        w = jnp.sqrt(y)[..., None] * u
+        lower_rows = jnp.concatenate([jnp.zeros((*shape, 1, k - 1)), w], axis=-2)
+        lower = jnp.concatenate([lower_rows, jnp.zeros((*shape, k, 1))], axis=-1)
+        diag = jnp.sqrt(jnp.clip(1.0 - jnp.sum(lower**2, axis=-1), 0.0, None))
+        return lower + diag[..., None] * jnp.eye(k)
+
+    def __str__(self):
+        return f"LKJCholesky(dim={self.dim}, eta={self.eta:g})"
