@@ -40,7 +40,7 @@ def encode(raw: Mapping, groups) -> tuple[dict, dict[str, tuple]]:
 
 
 def _preview(values, limit=5) -> str:
-    values = list(values)
+    values = values.tolist() if isinstance(values, np.ndarray) else list(values)
     more = f", ... ({len(values)} in all)" if len(values) > limit else ""
     return "[" + ", ".join(map(repr, values[:limit])) + more + "]"
 

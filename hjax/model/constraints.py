@@ -11,10 +11,10 @@ from __future__ import annotations
 import math
 
 import distrax
-import numpy as np
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 
 class Constraint(eqx.Module):

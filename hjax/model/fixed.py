@@ -6,7 +6,7 @@ import equinox as eqx
 import jax.numpy as jnp
 
 from hjax.model import constraints as C
-from hjax.model._term import ParamSpec, Need, Term, key_for
+from hjax.model._term import Need, ParamSpec, Term, key_for
 from hjax.model.priors import Normal, Prior
 
 

@@ -14,6 +14,10 @@ from hjax.model.priors import HalfNormal, LKJCholesky, Prior
 INTERCEPT = "1"
 
 
+def _names(value) -> tuple[str, ...]:
+    return (value,) if isinstance(value, str) else tuple(value)
+
+
 class Level(Term):
     """Per-group values from a population distribution (partial pooling).
 
@@ -40,9 +44,7 @@ class Level(Term):
     group: str = eqx.field(static=True)
     scale: Prior | float = HalfNormal(1.0)
     loc: Term | None = eqx.field(default=None, converter=lambda v: v if v is None else as_term(v))
-    predictors: tuple[str, ...] = eqx.field(
-        static=True, default=(INTERCEPT,), converter=lambda v: (v,) if isinstance(v, str) else tuple(v)
-    )
+    predictors: tuple[str, ...] = eqx.field(static=True, default=(INTERCEPT,), converter=_names)
     corr: LKJCholesky | None = None
     centered: bool = eqx.field(static=True, default=False)
 
@@ -90,7 +92,7 @@ class Level(Term):
             specs[f"{self.name}_corr_chol"] = ParamSpec((self._k,) * 2, C.corr_cholesky, dims,
                                                         reported=False, prior=str(self.corr))
         sd = f"{self.name}_sd" if isinstance(self.scale, Prior) else f"{self.scale:g}"
-        mean = "0" if self.loc is None and not isinstance(self, Nested) else "population mean"
+        mean = self._mean_text()
         if self._k > 1:
             population = f"MvNormal(0, {sd}, {'corr' if self.corr else 'independent'})"
         else:
@@ -122,6 +124,9 @@ class Level(Term):
         if self.corr is None:
             return jnp.diag(sd)
         return sd[:, None] * p[f"{self.name}_corr_chol"]
+
+    def _mean_text(self) -> str:
+        return "0" if self.loc is None else str(self.loc)
 
     def population_mean(self, p, data):
         """The population mean per group (0 when the level has no `loc`)."""
@@ -249,6 +254,9 @@ class Nested(Level):
 
     def children(self):
         return (self.parent,)
+
+    def _mean_text(self):
+        return f"{self.parent.name}[{self.parent_key}]"
 
     def population_mean(self, p, data):
         return self.parent.group_values(p, data)[data[self.parent_key]]

@@ -165,24 +165,26 @@ class Custom(Likelihood):
     """
 
     fn: Callable[..., Float[Array, " n"]] = eqx.field(static=True)
-    params: dict[str, Term]
+    names: tuple[str, ...] = eqx.field(static=True)
+    slots: tuple[Term, ...]
     sampler: Callable[..., dict[str, Array]] | None = eqx.field(static=True, default=None)
     keys: tuple[str, ...] = eqx.field(static=True, default=("y",))
     supports: tuple[tuple[str, C.Constraint], ...] = eqx.field(static=True, default=())
 
     def __init__(self, log_prob, params, *, sample=None, observed=("y",), supports=None):
         self.fn = log_prob
-        self.params = {name: as_term(term) for name, term in params.items()}
+        self.names = tuple(params)
+        self.slots = tuple(as_term(term) for term in params.values())
         self.sampler = sample
         self.keys = (observed,) if isinstance(observed, str) else tuple(observed)
         self.supports = tuple((supports or {}).items())
 
     def terms(self):
-        return self.params
+        return dict(zip(self.names, self.slots, strict=True))
 
     def slot_supports(self) -> dict[str, C.Constraint]:
         given = dict(self.supports)
-        return {name: given.get(name, C.real) for name in self.params}
+        return {name: given.get(name, C.real) for name in self.names}
 
     def observed_keys(self):
         return {key: key for key in self.keys}
@@ -200,7 +202,7 @@ class Custom(Likelihood):
 
     def __str__(self):
         lines = [f"Custom likelihood {getattr(self.fn, '__name__', '')} on {', '.join(self.keys)}"]
-        lines += [f"  {name} = {term}" for name, term in self.params.items()]
+        lines += [f"  {name} = {term}" for name, term in self.terms().items()]
         return "\n".join(lines)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 
 import equinox as eqx
@@ -223,9 +224,7 @@ class Model(eqx.Module):
     # --- display ------------------------------------------------------------------------------
     def __str__(self):
         specs = self.param_specs
-        n_free = sum(
-            int(jnp.prod(jnp.array(s.constraint.unconstrained_shape(s.shape)))) for s in specs.values()
-        )
+        n_free = sum(math.prod(s.constraint.unconstrained_shape(s.shape)) for s in specs.values())
         lines = ["hjax Model", str(self.likelihood)]
         lines.append("groups: " + ", ".join(f"{g} ({n})" for g, n in self.sizes.items()))
         lines.append(f"parameters ({n_free} unconstrained values):")

@@ -1,0 +1,182 @@
+"""Convergence diagnostics per dataset, a summary table, and warnings that say what to do.
+
+Diagnostics are data: `diagnose` returns them as an xarray Dataset and `check` as messages;
+`sample` only warns. R-hat is the rank-normalized split R-hat and ESS the bulk and tail ESS of
+Vehtari et al. (2021), from arviz-stats.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import arviz_stats as azs
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+__all__ = ["check", "diagnose", "summary", "warn_problems"]
+
+SAMPLE_DIMS = ["chain", "draw"]
+RHAT_LIMIT = 1.01
+ESS_PER_CHAIN = 100  # Stan's and ArviZ's rule of thumb: 100 effective draws per chain
+
+
+def _stacked_max(ds: xr.Dataset, keep: list[str]) -> xr.DataArray:
+    """Max over every variable and every dim not in `keep` (NaN counts as worst)."""
+    parts = [da.fillna(np.inf).max([d for d in da.dims if d not in keep]) for da in
+             ds.data_vars.values()]
+    return xr.concat(parts, dim="variable").max("variable")
+
+
+def diagnose(tree: xr.DataTree) -> xr.Dataset:
+    """Per-dataset convergence and sampler diagnostics of a `hj.sample` result.
+
+    Returns:
+        A Dataset (dim `dataset` if the fit was batched) with `divergences`, `treedepth_hits`,
+        `max_rhat`, `min_ess_bulk`, `min_ess_tail` (over all parameters) and `init_failures`.
+
+    Example:
+        >>> diag = hj.diagnose(result)
+        >>> int(diag.divergences.sum())
+        0
+    """
+    posterior = tree.posterior.to_dataset()
+    stats = tree.sample_stats.to_dataset()
+    keep = ["dataset"] if "dataset" in posterior.dims else []
+    max_depth = posterior.attrs.get("max_tree_depth", 10)
+    rhat = azs.rhat(posterior, sample_dims=SAMPLE_DIMS)
+    bulk = -azs.ess(posterior, sample_dims=SAMPLE_DIMS, method="bulk")
+    tail = -azs.ess(posterior, sample_dims=SAMPLE_DIMS, method="tail")
+    out = xr.Dataset({
+        "divergences": stats.diverging.sum(SAMPLE_DIMS),
+        "treedepth_hits": (stats.tree_depth >= max_depth).sum(SAMPLE_DIMS),
+        "max_rhat": _stacked_max(rhat, keep),
+        "min_ess_bulk": -_stacked_max(bulk, keep),
+        "min_ess_tail": -_stacked_max(tail, keep),
+    })
+    if "init_ok" in tree.get("fit_stats", xr.DataTree()).data_vars:
+        out["init_failures"] = (~tree.fit_stats.init_ok).sum("chain")
+    return out
+
+
+def _flat_labels(da: xr.DataArray, name: str, keep: list[str]) -> tuple[list[str], np.ndarray]:
+    """Stan-style labels (theta[school_a]) and values with `keep` dims first."""
+    extra = [d for d in da.dims if d not in keep]
+    da = da.transpose(*keep, *extra)
+    if not extra:
+        return [name], da.values[..., None]
+    index = pd.MultiIndex.from_product([da[d].values for d in extra])
+    labels = [f"{name}[{', '.join(map(str, key))}]" for key in index]
+    return labels, da.values.reshape(da.shape[: len(keep)] + (-1,))
+
+
+def summary(tree: xr.DataTree, var_names: list[str] | None = None,
+            prob: float = 0.9) -> pd.DataFrame:
+    """Posterior summary: one row per scalar quantity (and dataset, for a batched fit).
+
+    Columns: mean, sd, the central `prob` interval, mcse_mean, mcse_sd, ess_bulk, ess_tail,
+    r_hat. Numbers are not rounded, so the table can be computed on.
+
+    Example:
+        >>> hj.summary(result).loc["mu", "mean"]
+        4.39...
+    """
+    posterior = tree.posterior.to_dataset()
+    if var_names is not None:
+        posterior = posterior[var_names]
+    lo, hi = (1 - prob) / 2, (1 + prob) / 2
+    columns = {
+        "mean": posterior.mean(SAMPLE_DIMS),
+        "sd": posterior.std(SAMPLE_DIMS, ddof=1),
+        f"q{lo * 100:g}": posterior.quantile(lo, SAMPLE_DIMS).drop_vars("quantile"),
+        f"q{hi * 100:g}": posterior.quantile(hi, SAMPLE_DIMS).drop_vars("quantile"),
+        "mcse_mean": azs.mcse(posterior, sample_dims=SAMPLE_DIMS, method="mean"),
+        "mcse_sd": azs.mcse(posterior, sample_dims=SAMPLE_DIMS, method="sd"),
+        "ess_bulk": azs.ess(posterior, sample_dims=SAMPLE_DIMS, method="bulk"),
+        "ess_tail": azs.ess(posterior, sample_dims=SAMPLE_DIMS, method="tail"),
+        "r_hat": azs.rhat(posterior, sample_dims=SAMPLE_DIMS),
+    }
+    keep = ["dataset"] if "dataset" in posterior.dims else []
+    frames = []
+    for name in posterior.data_vars:
+        labels = None
+        values = {}
+        for column, ds in columns.items():
+            labels, values[column] = _flat_labels(ds[name], name, keep)
+        if keep:
+            n = values["mean"].shape[0]
+            index = pd.MultiIndex.from_product([range(n), labels], names=["dataset", "param"])
+            frames.append(pd.DataFrame({c: v.reshape(-1) for c, v in values.items()},
+                                       index=index))
+        else:
+            frames.append(pd.DataFrame({c: v.reshape(-1) for c, v in values.items()},
+                                       index=pd.Index(labels, name="param")))
+    table = pd.concat(frames)
+    return table.sort_index(level="dataset", sort_remaining=False) if keep else table
+
+
+def _where(indices: np.ndarray, batched: bool) -> str:
+    if not batched:
+        return ""
+    shown = ", ".join(map(str, indices[:10])) + (", ..." if len(indices) > 10 else "")
+    return f" in dataset{'s' if len(indices) > 1 else ''} {shown}"
+
+
+def check(tree: xr.DataTree) -> list[str]:
+    """Messages for every diagnostic past its threshold, each with what to try.
+
+    One message per kind of problem (listing the datasets), so a sweep of many fits gives a
+    few lines, not thousands.
+
+    Example:
+        >>> for message in hj.check(result):
+        ...     print(message)
+    """
+    diag = diagnose(tree)
+    attrs = tree.posterior.attrs
+    batched = "dataset" in diag.dims
+    chains = tree.posterior.sizes["chain"]
+    target = attrs.get("target_accept", 0.8)
+    depth = attrs.get("max_tree_depth", 10)
+
+    def bad(values: xr.DataArray) -> np.ndarray:
+        return np.flatnonzero(np.atleast_1d(values.values))
+
+    messages = []
+    if "init_failures" in diag and (found := bad(diag.init_failures > 0)).size:
+        messages.append(
+            f"{int(diag.init_failures.sum())} chains{_where(found, batched)} never found a finite "
+            "starting point; their draws are not usable (see the warning at initialization).")
+    if (found := bad(diag.divergences > 0)).size:
+        messages.append(
+            f"{int(diag.divergences.sum())} divergences{_where(found, batched)} after warmup: "
+            f"raise target_accept (now {target}) or use the non-centered form of the "
+            "hierarchical levels (hj.Level's default).")
+    if (found := bad(diag.treedepth_hits > 0)).size:
+        messages.append(
+            f"{int(diag.treedepth_hits.sum())} transitions{_where(found, batched)} hit the "
+            f"maximum tree depth ({depth}): raise max_tree_depth or reparameterize.")
+    if (found := bad(diag.max_rhat > RHAT_LIMIT)).size:
+        worst = float(diag.max_rhat.max())
+        messages.append(
+            f"R-hat up to {worst:.3f} > {RHAT_LIMIT}{_where(found, batched)}: the chains have not "
+            "mixed; run longer (more warmup and draws) or check the model.")
+    low = ESS_PER_CHAIN * chains
+    ess = np.minimum(diag.min_ess_bulk, diag.min_ess_tail)
+    if (found := bad(ess < low)).size:
+        messages.append(
+            f"Effective sample size down to {float(ess.min()):.0f} < {low}"
+            f"{_where(found, batched)}: means and quantiles are unreliable; draw more.")
+    return messages
+
+
+def warn_problems(tree: xr.DataTree) -> list[str]:
+    """Issue each of `check`'s messages as a `UserWarning`; return them.
+
+    Example:
+        >>> messages = warn_problems(result)
+    """
+    messages = check(tree)
+    for message in messages:
+        warnings.warn(message, UserWarning, stacklevel=3)
+    return messages

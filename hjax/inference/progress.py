@@ -1,0 +1,60 @@
+"""A progress bar for compiled sampling loops.
+
+The loop over iterations is a `lax.scan` outside the vmaps over chains and datasets, so one
+unbatched `jax.debug.callback` per reporting interval advances a host-side tqdm bar, however
+many chains and datasets run in lockstep. The compiled program is cached across calls, so the
+callback finds the bar of the current call through `_ACTIVE` rather than closing over it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import jax
+from jaxtyping import Array, Int
+from tqdm.auto import tqdm
+
+__all__ = ["progress_bar", "report"]
+
+_ACTIVE: list[tqdm] = []
+
+
+def _advance(n) -> None:
+    if _ACTIVE:
+        _ACTIVE[-1].update(int(n))
+
+
+def report(iteration: Int[Array, ""], total: int) -> None:
+    """Inside a traced loop: advance the active bar about 100 times over `total` iterations.
+
+    Example:
+        >>> def body(carry, t):
+        ...     report(t, total=1000)
+        ...     return carry, None
+    """
+    every = max(1, total // 100)
+    done = iteration + 1
+    step = jax.numpy.where(done == total, total % every or every, every)
+    jax.lax.cond((done % every == 0) | (done == total),
+                 lambda: jax.debug.callback(_advance, step), lambda: None)
+
+
+@contextmanager
+def progress_bar(total: int, desc: str, enabled: bool) -> Iterator[tqdm | None]:
+    """Show a bar of `total` iterations while the block runs (nothing when not `enabled`).
+
+    Example:
+        >>> with progress_bar(2000, "sampling", enabled=True) as bar:
+        ...     run_compiled_loop()
+    """
+    if not enabled:
+        yield None
+        return
+    bar = tqdm(total=total, desc=desc, unit="it")
+    _ACTIVE.append(bar)
+    try:
+        yield bar
+    finally:
+        _ACTIVE.remove(bar)
+        bar.close()

@@ -1,0 +1,88 @@
+"""Fit results as an ArviZ 1.x DataTree, named by the model's parameters, dims and coords."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import xarray as xr
+
+from hjax.model._term import OBS
+
+__all__ = ["STAT_NAMES", "to_datatree"]
+
+STAT_NAMES = ("lp", "diverging", "tree_depth", "n_steps", "energy", "acceptance_rate",
+              "step_size")
+
+
+def _lead(batched: bool) -> tuple[str, ...]:
+    return ("dataset", "chain", "draw") if batched else ("chain", "draw")
+
+
+def _draws_dataset(values: Mapping[str, np.ndarray], dims: Mapping[str, tuple], coords,
+                   batched: bool, attrs) -> xr.Dataset:
+    lead = _lead(batched)
+    variables, used = {}, {}
+    for name, array in values.items():
+        array = np.asarray(array) if batched else np.asarray(array)[0]
+        extra = tuple(dims.get(name, ()))
+        if len(extra) != array.ndim - len(lead):
+            extra = tuple(f"{name}_dim_{i}" for i in range(array.ndim - len(lead)))
+        variables[name] = (lead + extra, array)
+        used |= {d: coords[d] for d in extra if d in coords}
+    shape = next(iter(variables.values()))[1].shape
+    base = {"chain": np.arange(shape[lead.index("chain")]),
+            "draw": np.arange(shape[lead.index("draw")])}
+    if batched:
+        base["dataset"] = np.arange(shape[0])
+    return xr.Dataset(variables, coords={**base, **{d: list(v) for d, v in used.items()}},
+                      attrs=dict(attrs))
+
+
+def _data_dataset(model, data: Mapping[str, np.ndarray], keys, batched: bool) -> xr.Dataset:
+    contexts = {need.key: need.context for need in model.needs()}
+    variables, coords = {}, {}
+    for key in keys:
+        dim = contexts.get(key, OBS)
+        array = np.asarray(data[key]) if batched else np.asarray(data[key])[0]
+        variables[key] = ((("dataset",) if batched else ()) + (dim,), array)
+        if dim != OBS:
+            coords[dim] = list(model.coords[dim])
+    return xr.Dataset(variables, coords=coords)
+
+
+def to_datatree(
+    model,
+    draws: Mapping[str, np.ndarray],
+    stats: Mapping[str, np.ndarray],
+    data: Mapping[str, np.ndarray],
+    *,
+    batched: bool,
+    attrs: Mapping | None = None,
+    warmup_draws: Mapping[str, np.ndarray] | None = None,
+    warmup_stats: Mapping[str, np.ndarray] | None = None,
+) -> xr.DataTree:
+    """Assemble posterior, sample_stats, observed_data and constant_data groups.
+
+    Arrays lead with (dataset, chain, draw); without `batched` the dataset axis (of length 1)
+    is dropped. Parameter dims and coords come from `model.param_dims` and `model.coords`.
+
+    Example:
+        >>> tree = to_datatree(model, {"mu": mu}, {"lp": lp}, data, batched=False)
+        >>> tree.posterior["mu"].dims
+        ('chain', 'draw')
+    """
+    attrs = dict(attrs or {})
+    dims, coords = model.param_dims, model.coords
+    observed = list(model.likelihood.observed_keys().values())
+    groups = {
+        "posterior": _draws_dataset(draws, dims, coords, batched, attrs),
+        "sample_stats": _draws_dataset(stats, {}, coords, batched, attrs),
+        "observed_data": _data_dataset(model, data, observed, batched),
+        "constant_data": _data_dataset(model, data, [k for k in data if k not in observed],
+                                       batched),
+    }
+    if warmup_draws is not None:
+        groups["warmup_posterior"] = _draws_dataset(warmup_draws, dims, coords, batched, attrs)
+        groups["warmup_sample_stats"] = _draws_dataset(warmup_stats, {}, coords, batched, attrs)
+    return xr.DataTree.from_dict(groups)
