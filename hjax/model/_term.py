@@ -59,11 +59,12 @@ class Term(eqx.Module):
         """Log prior density of this term's own parameters (constrained values)."""
         return jnp.zeros(())
 
-    def sample_prior(self, key: PRNGKeyArray, data, sizes) -> dict[str, Array]:
-        """Draw this term's and its children's parameters from the prior."""
+    def sample_prior(self, key: PRNGKeyArray, data, sizes, given) -> dict[str, Array]:
+        """Draw this term's and its children's parameters from the prior, except those in
+        `given` (reported values held fixed, e.g. the truths of a recovery study)."""
         draws: dict[str, Array] = {}
         for child in self.children():
-            draws |= child.sample_prior(key, data, sizes)
+            draws |= child.sample_prior(key, data, sizes, given)
         return draws
 
     def derived(self, p, data) -> dict[str, Array]:

@@ -51,8 +51,10 @@ class Fixed(Term):
     def log_prior(self, p, data):
         return jnp.sum(self.prior.log_prob(p[self.name]))
 
-    def sample_prior(self, key, data, sizes):
+    def sample_prior(self, key, data, sizes, given):
         shape = self.param_specs(sizes)[self.name].shape
+        if self.name in given:
+            return {self.name: jnp.broadcast_to(given[self.name], shape)}
         return {self.name: self.prior.sample(key_for(key, self.name), shape)}
 
     def __call__(self, p, data):

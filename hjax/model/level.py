@@ -161,20 +161,34 @@ class Level(Term):
         log_det = jnp.sum(jnp.log(jnp.diagonal(tril)))
         return lp + jnp.sum(jss.norm.logpdf(white)) - values.shape[0] * log_det
 
-    def sample_prior(self, key, data, sizes):
-        draws = super().sample_prior(key, data, sizes)
+    def sample_prior(self, key, data, sizes, given):
+        draws = super().sample_prior(key, data, sizes, given)
+
+        def draw(name, sample):
+            draws[name] = given[name] if name in given else sample(key_for(key, name))
+
         if isinstance(self.scale, Prior):
             shape = () if self._k == 1 else (self._k,)
-            draws[f"{self.name}_sd"] = self.scale.sample(key_for(key, f"{self.name}_sd"), shape)
+            draw(f"{self.name}_sd", lambda k: self.scale.sample(k, shape))
         if self.corr is not None:
-            name = f"{self.name}_corr_chol"
-            draws[name] = self.corr.sample(key_for(key, name))
-        z = jax.random.normal(key_for(key, f"{self.name}_z"), self._shape(sizes))
-        if self.centered:
-            draws[self.name] = self._from_standard(draws, data, z)
+            if f"{self.name}_corr" in given:
+                given = {**given, f"{self.name}_corr_chol":
+                         jnp.linalg.cholesky(given[f"{self.name}_corr"])}
+            draw(f"{self.name}_corr_chol", self.corr.sample)
+        if self.name in given:
+            values = jnp.broadcast_to(given[self.name], self._shape(sizes))
+            z = self._to_standard(draws, data, values)
         else:
-            draws[f"{self.name}_z"] = z
+            z = jax.random.normal(key_for(key, f"{self.name}_z"), self._shape(sizes))
+            values = self._from_standard(draws, data, z)
+        draws[self.name if self.centered else f"{self.name}_z"] = values if self.centered else z
         return draws
+
+    def _to_standard(self, p, data, values):
+        """Inverse of `_from_standard`: the z that give these group values."""
+        if self._k == 1:
+            return (values - self.population_mean(p, data)) / self._sd(p)
+        return jax.scipy.linalg.solve_triangular(self._scale_tril(p), values.T, lower=True).T
 
     def derived(self, p, data):
         out = {} if self.centered else {self.name: self.group_values(p, data)}

@@ -183,27 +183,35 @@ class Model(eqx.Module):
         return out
 
     # --- generative side ----------------------------------------------------------------------
-    def sample_prior(self, key: PRNGKeyArray, data: dict[str, Array]) -> dict[str, Array]:
-        """Constrained free parameters drawn from the prior."""
+    def sample_prior(self, key: PRNGKeyArray, data: dict[str, Array],
+                     given: dict[str, Array] | None = None) -> dict[str, Array]:
+        """Constrained free parameters drawn from the prior, except the `given` ones."""
+        unknown = set(given or {}) - set(self.param_dims)
+        if unknown:
+            raise ValueError(f"Unknown parameters {sorted(unknown)}; expected some of "
+                             f"{sorted(self.param_dims)}.")
         draws = {}
         for term in self.likelihood.terms().values():
-            draws |= term.sample_prior(key, data, self.sizes)
+            draws |= term.sample_prior(key, data, self.sizes, given or {})
         return draws
 
-    def simulate(self, key: PRNGKeyArray, design: dict[str, Array]):
+    def simulate(self, key: PRNGKeyArray, design: dict[str, Array],
+                 given: dict[str, Array] | None = None):
         """Draw parameters from the prior and data from the likelihood.
 
         Args:
             key: a PRNG key.
             design: prepared data without the observed columns (`model.prepare(raw,
                 observed=False)`); its per-observation arrays fix the number of observations.
+            given: reported parameter values to hold fixed instead of drawing them (e.g.
+                `{"mu": 1.0, "theta_sd": 0.5}`: group values are then drawn around them).
 
         Returns:
             (truths, data): reported parameter values, as `constrain` names them, and `design`
             with the simulated observed columns added.
         """
         key_params, key_obs = jax.random.split(key)
-        p = self.sample_prior(key_params, design)
+        p = self.sample_prior(key_params, design, given)
         n_obs = _data.n_observations(self, design)
         params = {slot: jnp.broadcast_to(v, (n_obs,))
                   for slot, v in self._slot_values(p, design).items()}

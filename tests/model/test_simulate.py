@@ -90,3 +90,17 @@ def test_simulated_data_are_valid_model_input(grouped):
     prepared = model.prepare({k: np.asarray(v) for k, v in data.items()})
     assert jnp.isfinite(model.logdensity(model.unconstrain(
         model.sample_prior(jax.random.key(0), design)), prepared))
+
+
+def test_given_values_are_held_fixed(grouped):
+    for centered in (False, True):
+        model = hj.Model(hj.Gaussian(mu=hj.Level("a", "g", loc=hj.Fixed("mu"),
+                                                 centered=centered), sigma=0.1),
+                         coords={"g": 6})
+        design = model.prepare({"g": grouped["g"]}, observed=False)
+        truths, _ = model.simulate(jax.random.key(0), design, given={"mu": 3.0, "a_sd": 0.5})
+        assert float(truths["mu"]) == 3.0 and float(truths["a_sd"]) == 0.5
+        values = jnp.arange(6.0)
+        truths, data = model.simulate(jax.random.key(0), design, given={"a": values})
+        np.testing.assert_allclose(truths["a"], values, rtol=1e-5, atol=1e-5)
+        assert np.abs(np.asarray(data["y"]) - grouped["g"]).max() < 0.6  # y ~ N(a[g], 0.1)
