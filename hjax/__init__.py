@@ -7,6 +7,9 @@ Example:
     ...                  coords={"school": 8})
 """
 
+from hjax import catalog
+from hjax.cognitive.likelihoods import LBA, SDT, Wiener
+from hjax.inference import check, diagnose, sample, summary
 from hjax.model._data import encode
 from hjax.model._term import Const, Data, Sum, Term, exp, inv_logit, softplus
 from hjax.model.constraints import Constraint, CorrCholesky, Interval, Positive, Real
@@ -36,3 +39,5 @@ from hjax.model.priors import (
     StudentT,
     Uniform,
 )
+from hjax.studies.recover import recover
+from hjax.studies.sbc import sbc

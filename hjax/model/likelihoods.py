@@ -35,6 +35,10 @@ class Likelihood(eqx.Module):
     def terms(self) -> dict[str, Term]:
         return {name: getattr(self, name) for name in self.parameters}
 
+    def slot_supports(self) -> dict[str, C.Constraint]:
+        """Required support of each filled parameter slot."""
+        return {name: self.parameters[name] for name in self.terms()}
+
     def observed_keys(self) -> dict[str, str]:
         """Argument name of `log_prob` -> key in the data."""
         return {name: getattr(self, name) for name in self.observed}
@@ -204,13 +208,6 @@ class Custom(Likelihood):
         lines = [f"Custom likelihood {getattr(self.fn, '__name__', '')} on {', '.join(self.keys)}"]
         lines += [f"  {name} = {term}" for name, term in self.terms().items()]
         return "\n".join(lines)
-
-
-def slot_supports(likelihood: Likelihood) -> dict[str, C.Constraint]:
-    """Required support of each parameter slot."""
-    if isinstance(likelihood, Custom):
-        return likelihood.slot_supports()
-    return dict(likelihood.parameters)
 
 
 def slot_problem(term: Term, required: C.Constraint) -> str | None:

@@ -12,7 +12,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 
 from hjax.model import _data
 from hjax.model._term import OBS, Data, Need, ParamSpec, Term
-from hjax.model.likelihoods import Likelihood, slot_problem, slot_supports
+from hjax.model.likelihoods import Likelihood, slot_problem
 
 Position = dict[str, Array]
 
@@ -54,7 +54,7 @@ class Model(eqx.Module):
         )
 
     def __check_init__(self):
-        for slot, required in slot_supports(self.likelihood).items():
+        for slot, required in self.likelihood.slot_supports().items():
             problem = slot_problem(self.likelihood.terms()[slot], required)
             if problem:
                 raise ValueError(
@@ -104,7 +104,7 @@ class Model(eqx.Module):
     def needs(self) -> list[Need]:
         """Data arrays the terms read (observed data excluded)."""
         needs = []
-        supports = slot_supports(self.likelihood)
+        supports = self.likelihood.slot_supports()
         for slot, term in self.likelihood.terms().items():
             for need in term.needs(OBS):
                 if isinstance(term, Data) and need.key == term.key:

@@ -26,7 +26,7 @@ def test_matches_scipy_binom_and_norm():
 
 def test_extreme_parameters_are_finite_with_finite_gradients():
     """Rates near 0 or 1 (|d'/2 +- c| up to 15) in float32: log_ndtr avoids log(1 - 1)."""
-    hits, fas, n = jnp.array([0.0, 50.0, 25.0]), jnp.array([50.0, 0.0, 25.0]), 50.0
+    hits, fas, n = jnp.array([50.0, 0.0, 25.0]), jnp.array([0.0, 50.0, 25.0]), 50.0
     d_prime, c = jnp.array([-20.0, 20.0, 0.0]), jnp.array([5.0, -5.0, 0.0])
     lp = sdt_log_likelihood(hits, n, fas, n, d_prime, c)
     grads = jax.grad(lambda d, c: jnp.sum(sdt_log_likelihood(hits, n, fas, n, d, c)),

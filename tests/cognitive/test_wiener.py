@@ -41,6 +41,19 @@ STAN_FULL_VALUES = [
 ]
 
 
+# Both boundaries and sv > 0: HDDM's Cython implementation (PyPI hddm-wfpt 0.1.7),
+# wfpt.pdf_array(x, v, sv, a, w, 0, t0, 0, err=1e-10, logp=True) with x = -rt for the lower
+# boundary. Columns: rt, choice, v, a, w, t0, sv, log density.
+HDDM_VALUES = [
+    (0.35, 0, -1.0, 0.8, 0.3, 0.2, 0.0, 0.458212492082),
+    (0.9, 0, 2.0, 1.5, 0.5, 0.3, 0.0, -3.682227949347),
+    (2.5, 0, 0.5, 2.5, 0.7, 0.4, 1.0, -3.012951525309),
+    (0.61, 1, -3.0, 1.0, 0.9, 0.6, 0.5, 2.842090444604),
+    (4.0, 1, 1.5, 3.0, 0.2, 0.5, 2.0, -4.121779828348),
+    (0.3001, 0, 4.0, 0.6, 0.1, 0.3, 0.0, -8.157638692002),
+]
+
+
 def _logp_upper(rt, a, t0, w, v, sv):
     return wiener_log_density(rt, 1, v, a, w, t0, sv)
 
@@ -50,6 +63,13 @@ def test_matches_rwiener_values():
         rt, a, t0, w, v, expected = map(np.array, zip(*RWIENER_VALUES, strict=True))
         got = wiener_log_density(rt, np.ones(len(rt), int), v, a, w, t0)
         np.testing.assert_allclose(got, expected, rtol=0, atol=1e-10)
+
+
+def test_matches_hddm_values():
+    with jax.enable_x64(True):
+        rt, choice, v, a, w, t0, sv, expected = map(np.array, zip(*HDDM_VALUES, strict=True))
+        got = wiener_log_density(rt, choice.astype(int), v, a, w, t0, sv)
+        np.testing.assert_allclose(got, expected, rtol=0, atol=1e-9)
 
 
 def test_matches_stan_values_and_gradients():
