@@ -34,10 +34,32 @@ from hjax.model.priors import (
     HalfStudentT,
     LKJCholesky,
     LogNormal,
-    Prior,
     Normal,
+    Prior,
     StudentT,
     Uniform,
 )
+from hjax.studies.calibration import uniformity_test
+from hjax.studies.metrics import recovery_metrics, shrinkage
+from hjax.studies.plots import plot_ecdf_diff, plot_rank_hist, plot_recovery, plot_shrinkage
 from hjax.studies.recover import recover
+from hjax.studies.report import write_report
 from hjax.studies.sbc import sbc
+
+__all__ = [
+    # model
+    "Model", "Fixed", "Level", "Nested", "Crossed", "Data", "Const", "Sum", "Term",
+    "exp", "inv_logit", "softplus", "encode",
+    # likelihoods
+    "Likelihood", "Gaussian", "BernoulliLogit", "Binomial", "Poisson", "Custom",
+    "Wiener", "LBA", "SDT",
+    # priors and constraints
+    "Prior", "Normal", "StudentT", "Cauchy", "HalfNormal", "HalfCauchy", "HalfStudentT",
+    "Exponential", "Gamma", "LogNormal", "Beta", "Uniform", "LKJCholesky",
+    "Constraint", "Real", "Positive", "Interval", "CorrCholesky",
+    # inference
+    "sample", "summary", "diagnose", "check",
+    # studies
+    "sbc", "recover", "uniformity_test", "recovery_metrics", "shrinkage", "write_report",
+    "plot_ecdf_diff", "plot_rank_hist", "plot_recovery", "plot_shrinkage", "catalog",
+]

@@ -89,7 +89,8 @@ class Wiener(Likelihood):
 
     def check_observed(self, name, values):
         if name == self.choice:
-            return None if np.all((values == 0) | (values == 1)) else "must be 0 (lower) or 1 (upper)"
+            ok = np.all((values == 0) | (values == 1))
+            return None if ok else "must be 0 (lower) or 1 (upper)"
         if np.any(values <= 0):
             return "must be positive response times in seconds"
         floor = _lowest(self.t0)

@@ -21,10 +21,11 @@ __all__ = ["as_batch", "default_batch_size", "map_chunks"]
 # Widest chunk vmapped by default on an accelerator: one vmap keeps the device busy, and this
 # bounds memory for sweeps of thousands of datasets.
 ACCELERATOR_MAX_BATCH = 1024
-# On CPU, vmapping datasets only pays while per-operation overhead dominates (small models);
-# lockstep NUTS makes wider chunks wait for their slowest trajectory. Measured in
-# scripts/bench_sample.py (see the README's performance notes).
-CPU_BATCH = 8
+# On CPU, datasets run one after another (their chains still vmapped). Vmapped NUTS runs in
+# lockstep, every lane waiting for the longest trajectory, and a CPU gains little from wide
+# vectors: on 2 cores, 64 prior-simulated fits of a 20-group model took 39 s one at a time,
+# 58 s in chunks of 4 and 143 s in chunks of 8 (scripts/bench_sample.py --batch-sizes).
+CPU_BATCH = 1
 
 
 def default_batch_size(n_datasets: int, backend: str | None = None) -> int:
@@ -34,8 +35,8 @@ def default_batch_size(n_datasets: int, backend: str | None = None) -> int:
     in one chunk up to `ACCELERATOR_MAX_BATCH`.
 
     Example:
-        >>> default_batch_size(64, "cpu")
-        8
+        >>> default_batch_size(64, "cpu"), default_batch_size(64, "gpu")
+        (1, 64)
     """
     backend = backend or jax.default_backend()
     width = CPU_BATCH if backend == "cpu" else ACCELERATOR_MAX_BATCH
@@ -56,7 +57,7 @@ def _is_batched(arrays: Mapping[str, np.ndarray]) -> bool:
     )
 
 
-def as_batch(model, data: Mapping | Sequence[Mapping]) -> tuple[dict[str, Array], bool]:
+def as_batch(model, data: Mapping | Sequence[Mapping]) -> tuple[dict[str, np.ndarray], bool]:
     """Validate data with `model.prepare` and stack it along a leading dataset axis.
 
     Accepts one dataset (raw or prepared: a dict of 1-D arrays), a dict whose arrays all have
@@ -64,7 +65,9 @@ def as_batch(model, data: Mapping | Sequence[Mapping]) -> tuple[dict[str, Array]
     datasets. Each dataset is checked on the host, so bad data fail before compiling.
 
     Returns:
-        (batch, batched): the stacked prepared data, and whether the input was a batch.
+        (batch, batched): the stacked prepared data (host arrays, so chunks are cut on the
+        host and only one chunk at a time goes to the device), and whether the input was a
+        batch.
 
     Example:
         >>> batch, batched = as_batch(model, [raw_a, raw_b])
@@ -75,7 +78,7 @@ def as_batch(model, data: Mapping | Sequence[Mapping]) -> tuple[dict[str, Array]
         arrays = {k: np.asarray(v) for k, v in data.items()}
         if not _is_batched(arrays):
             prepared = model.prepare(data)
-            return {k: v[None] for k, v in prepared.items()}, False
+            return {k: np.asarray(v)[None] for k, v in prepared.items()}, False
         n = next(iter(arrays.values())).shape[0]
         datasets = [{k: v[i] for k, v in arrays.items()} for i in range(n)]
     elif isinstance(data, Sequence) and data and all(isinstance(d, Mapping) for d in data):
@@ -98,7 +101,11 @@ def as_batch(model, data: Mapping | Sequence[Mapping]) -> tuple[dict[str, Array]
                 f"Datasets must have the same shapes to be fitted together; dataset 0 has "
                 f"{shapes[0]} but dataset {i} has {shape}. Pad ragged designs to one size."
             )
-    return {k: jnp.stack([p[k] for p in prepared]) for k in prepared[0]}, True
+    return {k: np.stack([np.asarray(p[k]) for p in prepared]) for k in prepared[0]}, True
+
+
+def _take(tree, index):
+    return jax.tree.map(lambda x: np.asarray(x)[index], tree)
 
 
 def map_chunks(
@@ -113,7 +120,7 @@ def map_chunks(
         fn: a compiled function of the chunk's dataset indices and data; returns a pytree of
             arrays whose leading axis is the chunk's datasets.
         data: arrays with a leading dataset axis (D).
-        batch_size: chunk width; the last chunk is padded to it.
+        batch_size: chunk width; the last chunk (or the only one) is padded to it.
         on_chunk: called with the number of real datasets after each chunk (progress).
 
     Returns:
@@ -123,14 +130,12 @@ def map_chunks(
         >>> out = map_chunks(lambda idx, d: {"mean": d["y"].mean(-1)}, batch, batch_size=4)
     """
     n = next(iter(data.values())).shape[0]
-    width = max(1, min(batch_size, n))
     results = []
-    for start in range(0, n, width):
-        real = np.arange(start, min(start + width, n))
-        index = np.concatenate([real, np.full(width - len(real), real[-1])])
-        chunk = jax.tree.map(lambda x, index=index: x[index], data)
-        out = fn(jnp.asarray(index, jnp.int32), chunk)
-        results.append(jax.tree.map(lambda x, k=len(real): np.asarray(x)[:k], out))
+    for start in range(0, n, batch_size):
+        real = np.arange(start, min(start + batch_size, n))
+        index = np.concatenate([real, np.full(batch_size - len(real), real[-1])])
+        out = fn(jnp.asarray(index, jnp.int32), _take(data, index))
+        results.append(_take(out, slice(len(real))))
         if on_chunk is not None:
             on_chunk(len(real))
     return jax.tree.map(lambda *xs: np.concatenate(xs), *results)

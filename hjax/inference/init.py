@@ -13,15 +13,18 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Bool, Int, PRNGKeyArray
+from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
 __all__ = ["InitResult", "explain_nonfinite", "init_position"]
 
 
 class InitResult(NamedTuple):
-    """The chosen position, how many draws it took, and whether it is usable."""
+    """The chosen position with its log density and gradient, the draws it took, and whether
+    it is usable (density and gradient finite)."""
 
     position: dict[str, Array]
+    logdensity: Float[Array, ""]
+    grad: dict[str, Array]
     tries: Int[Array, ""]
     ok: Bool[Array, ""]
 
@@ -50,25 +53,23 @@ def init_position(
         >>> bool(result.ok)
         True
     """
-    value_and_grad = jax.value_and_grad(logdensity_fn)
-
-    def attempt(i):
-        position = draw(jax.random.fold_in(key, i))
-        value, grad = value_and_grad(position)
-        return position, jnp.isfinite(value) & _all_finite(grad)
-
     def cond(carry):
-        i, _, ok = carry
+        i, *_, ok = carry
         return ~ok & (i < max_tries)
 
     def body(carry):
-        i, _, _ = carry
-        position, ok = attempt(i)
-        return i + 1, position, ok
+        i = carry[0]
+        position = draw(jax.random.fold_in(key, i))
+        value, grad = jax.value_and_grad(logdensity_fn)(position)
+        return i + 1, position, value, grad, jnp.isfinite(value) & _all_finite(grad)
 
-    position, ok = attempt(0)
-    tries, position, ok = jax.lax.while_loop(cond, body, (jnp.ones((), jnp.int32), position, ok))
-    return InitResult(position, tries, ok)
+    # Only the loop calls the density, so it is traced once.
+    shapes = jax.eval_shape(draw, key)
+    blank = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+    value = jnp.zeros((), jax.tree.leaves(shapes)[0].dtype)
+    start = (jnp.zeros((), jnp.int32), blank, value, blank, jnp.zeros((), bool))
+    tries, position, value, grad, ok = jax.lax.while_loop(cond, body, start)
+    return InitResult(position, value, grad, tries, ok)
 
 
 def explain_nonfinite(

@@ -3,6 +3,10 @@
 Every function here works on a single chain and a single dataset; batching over chains and
 datasets is done by `vmap` in `hjax.inference.run`. Each chain adapts its own step size and
 mass matrix, as Stan does, so chains stay independent and R-hat keeps its meaning.
+
+Warmup and sampling are one `step` driven by a `schedule`: the NUTS kernel (and the model's
+log density inside it) appears once in the compiled program, which halves compile time
+compared with separate warmup and sampling loops.
 """
 
 from __future__ import annotations
@@ -28,13 +32,14 @@ LogDensity = Callable[[dict[str, Array]], Float[Array, ""]]
 __all__ = [
     "AdaptationState",
     "NUTSParameters",
+    "NUTSState",
+    "HMCState",
+    "Phase",
     "StepInfo",
-    "WarmupState",
-    "sample_step",
-    "warmup_final",
-    "warmup_init",
-    "warmup_schedule",
-    "warmup_step",
+    "init",
+    "parameters",
+    "schedule",
+    "step",
 ]
 
 
@@ -47,8 +52,8 @@ class AdaptationState(NamedTuple):
     inverse_mass_matrix: Array
 
 
-class WarmupState(NamedTuple):
-    """A chain during warmup: its HMC state and its adaptation state."""
+class NUTSState(NamedTuple):
+    """A chain: its HMC state and its adaptation state (frozen once warmup ends)."""
 
     chain: HMCState
     adaptation: AdaptationState
@@ -59,6 +64,14 @@ class NUTSParameters(NamedTuple):
 
     step_size: Float[Array, ""]
     inverse_mass_matrix: Array
+
+
+class Phase(NamedTuple):
+    """What one iteration adapts: anything at all, the mass matrix, and whether a window ends."""
+
+    adapting: Bool[Array, ""]
+    slow: Bool[Array, ""]
+    window_end: Bool[Array, ""]
 
 
 class StepInfo(NamedTuple):
@@ -91,123 +104,121 @@ def _nuts(key, state, logdensity_fn, step_size, inverse_mass_matrix, max_tree_de
     return new_state, stats
 
 
-def warmup_schedule(num_steps: int) -> tuple[Int[Array, " n"], Bool[Array, " n"]]:
-    """Stan's warmup windows: for each step, whether it is slow (mass matrix) and a window end.
+def schedule(warmup: int, draws: int) -> Phase:
+    """Per-iteration phases: Stan's warmup windows, then `draws` iterations adapting nothing.
 
-    A fast initial buffer (75 steps) adapts only the step size, then slow windows doubling from
-    25 steps estimate the mass matrix, then a fast final buffer (50 steps); short warmups shrink
-    all three in proportion, as in Stan.
+    Warmup starts with a fast buffer (75 steps) adapting only the step size, then slow windows
+    doubling from 25 steps estimate the mass matrix, then a fast final buffer (50 steps); short
+    warmups shrink all three in proportion, as in Stan.
 
     Example:
-        >>> slow, window_end = warmup_schedule(1000)
-        >>> int(window_end.sum())  # slow windows of 25, 50, 100, 200, 500
-        5
+        >>> phases = schedule(1000, 1000)
+        >>> int(phases.adapting.sum()), int(phases.window_end.sum())  # windows 25, 50, ..., 500
+        (1000, 5)
     """
-    if num_steps == 0:
-        return jnp.zeros((0,), jnp.int32), jnp.zeros((0,), bool)
-    schedule = jnp.asarray(build_schedule(num_steps))
-    return schedule[:, 0].astype(jnp.int32), schedule[:, 1].astype(bool)
+    if warmup:
+        stages = jnp.asarray(build_schedule(warmup))
+        slow, end = stages[:, 0] == 1, stages[:, 1] == 1
+    else:
+        slow = end = jnp.zeros((0,), bool)
+    pad = jnp.zeros((draws,), bool)
+    return Phase(adapting=jnp.arange(warmup + draws) < warmup,
+                 slow=jnp.concatenate([slow, pad]), window_end=jnp.concatenate([end, pad]))
 
 
-def warmup_init(
-    position: dict[str, Array],
-    logdensity_fn: LogDensity,
+def init(
+    chain: HMCState,
     *,
     dense_mass: bool = False,
     inverse_mass_matrix: Array | None = None,
     step_size: float | Float[Array, ""] = 1.0,
-) -> WarmupState:
-    """Start a chain's warmup at `position`.
+) -> NUTSState:
+    """Start a chain from its first HMC state (position, log density and its gradient).
+
+    The caller evaluates the density (the starting-point search already has), so the density
+    is not traced again here.
 
     Args:
-        position: unconstrained starting point (a dict of arrays).
-        logdensity_fn: log density of one position.
+        chain: the starting `HMCState`.
         dense_mass: adapt a dense mass matrix instead of a diagonal one.
         inverse_mass_matrix: a starting inverse mass matrix (e.g. variational variances); the
             identity when None. Diagonal: shape (d,); dense: (d, d) or (d,) (made diagonal).
         step_size: the starting step size.
 
     Example:
-        >>> state = warmup_init({"x": jnp.zeros(3)}, lambda p: -0.5 * jnp.sum(p["x"] ** 2))
+        >>> position = {"x": jnp.zeros(3)}
+        >>> value, grad = jax.value_and_grad(logdensity_fn)(position)
+        >>> state = init(HMCState(position, value, grad))
     """
-    value, grad = jax.value_and_grad(logdensity_fn)(position)
-    n_dims = pytree_size(position)
+    n_dims = pytree_size(chain.position)
     if inverse_mass_matrix is not None and dense_mass and jnp.ndim(inverse_mass_matrix) == 1:
         inverse_mass_matrix = jnp.diag(inverse_mass_matrix)
     mm_init, _, _ = mass_matrix_adaptation(not dense_mass)
-    da_init, _, _ = dual_averaging_adaptation(0.8)
+    da_init, _, _ = dual_averaging_adaptation(target=0.8)  # the target is used by updates only
     mass_state = mm_init(n_dims, inverse_mass_matrix)
-    step_size = jnp.asarray(step_size, dtype=value.dtype)
+    step_size = jnp.asarray(step_size, dtype=jnp.result_type(chain.logdensity))
     adaptation = AdaptationState(da_init(step_size), mass_state, step_size,
                                  mass_state.inverse_mass_matrix)
-    return WarmupState(HMCState(position, value, grad), adaptation)
+    return NUTSState(chain, adaptation)
 
 
-def warmup_step(
-    key: PRNGKeyArray,
-    state: WarmupState,
-    slow: Int[Array, ""],
-    window_end: Bool[Array, ""],
-    logdensity_fn: LogDensity,
-    *,
-    target_accept: float = 0.8,
-    dense_mass: bool = False,
-    max_tree_depth: int = 10,
-) -> tuple[WarmupState, StepInfo]:
-    """One NUTS transition, then one adaptation update (`slow`, `window_end` from the schedule).
-
-    Example:
-        >>> slow, end = warmup_schedule(200)
-        >>> state, info = warmup_step(key, state, slow[0], end[0], logdensity_fn)
-    """
-    _, mm_update, mm_final = mass_matrix_adaptation(not dense_mass)
-    da_init, da_update, da_final = dual_averaging_adaptation(target_accept)
-    adapt = state.adaptation
-    chain, info = _nuts(key, state.chain, logdensity_fn, adapt.step_size,
-                        adapt.inverse_mass_matrix, max_tree_depth)
-
-    ss_state = da_update(adapt.step_size_state, info.acceptance_rate)
-    mass_state = jax.lax.cond(slow == 1, lambda m: mm_update(m, chain.position),
-                              lambda m: m, adapt.mass_state)
-
-    def end_window(args):
-        # Stan restarts dual averaging from the window's average step size once the new mass
-        # matrix is in place, since the old step size was tuned for the old metric.
-        ss, mm = args
-        mm = mm_final(mm)
-        return da_init(da_final(ss)), mm
-
-    ss_state, mass_state = jax.lax.cond(window_end, end_window, lambda a: a,
-                                        (ss_state, mass_state))
-    adapt = AdaptationState(ss_state, mass_state, jnp.exp(ss_state.log_step_size),
-                            mass_state.inverse_mass_matrix)
-    return WarmupState(chain, adapt), info
-
-
-def warmup_final(state: WarmupState) -> NUTSParameters:
+def parameters(state: NUTSState) -> NUTSParameters:
     """The adapted parameters: the dual-averaged step size and the last mass matrix.
 
     Example:
-        >>> params = warmup_final(state)
+        >>> parameters(state).step_size
     """
     adapt = state.adaptation
     return NUTSParameters(jnp.exp(adapt.step_size_state.log_step_size_avg),
                           adapt.inverse_mass_matrix)
 
 
-def sample_step(
+def _adapt(adapt: AdaptationState, phase: Phase, position, acceptance_rate, target_accept,
+           dense_mass) -> AdaptationState:
+    _, mm_update, mm_final = mass_matrix_adaptation(not dense_mass)
+    da_init, da_update, da_final = dual_averaging_adaptation(target_accept)
+    ss_state = da_update(adapt.step_size_state, acceptance_rate)
+    mass_state = jax.lax.cond(phase.slow, lambda m: mm_update(m, position), lambda m: m,
+                              adapt.mass_state)
+
+    def end_window(args):
+        # Stan restarts dual averaging from the window's average step size once the new mass
+        # matrix is in place, since the old step size was tuned for the old metric.
+        ss, mm = args
+        return da_init(da_final(ss)), mm_final(mm)
+
+    ss_state, mass_state = jax.lax.cond(phase.window_end, end_window, lambda a: a,
+                                        (ss_state, mass_state))
+    return AdaptationState(ss_state, mass_state, jnp.exp(ss_state.log_step_size),
+                           mass_state.inverse_mass_matrix)
+
+
+def step(
     key: PRNGKeyArray,
-    state: HMCState,
-    params: NUTSParameters,
+    state: NUTSState,
+    phase: Phase,
     logdensity_fn: LogDensity,
     *,
+    target_accept: float = 0.8,
+    dense_mass: bool = False,
     max_tree_depth: int = 10,
-) -> tuple[HMCState, StepInfo]:
-    """One NUTS transition with fixed, adapted parameters.
+) -> tuple[NUTSState, StepInfo]:
+    """One NUTS transition; during warmup (`phase.adapting`) followed by an adaptation update.
+
+    After warmup the transition uses the adapted parameters (`parameters(state)`).
 
     Example:
-        >>> state, info = sample_step(key, warmup_state.chain, warmup_final(warmup_state),
-        ...                           logdensity_fn)
+        >>> phases = schedule(200, 100)
+        >>> state, info = step(key, state, jax.tree.map(lambda x: x[0], phases), logdensity_fn)
     """
-    return _nuts(key, state, logdensity_fn, params.step_size, params.inverse_mass_matrix,
-                 max_tree_depth)
+    adapt = state.adaptation
+    step_size = jnp.where(phase.adapting, adapt.step_size,
+                          jnp.exp(adapt.step_size_state.log_step_size_avg))
+    chain, info = _nuts(key, state.chain, logdensity_fn, step_size, adapt.inverse_mass_matrix,
+                        max_tree_depth)
+    adapt = jax.lax.cond(
+        phase.adapting,
+        lambda a: _adapt(a, phase, chain.position, info.acceptance_rate, target_accept,
+                         dense_mass),
+        lambda a: a, adapt)
+    return NUTSState(chain, adapt), info

@@ -15,10 +15,11 @@ from typing import NamedTuple
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+from blackjax.mcmc.hmc import HMCState
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
 from hjax.inference import nuts
-from hjax.inference.init import init_position
+from hjax.inference.init import InitResult, init_position
 from hjax.inference.progress import report
 from hjax.inference.warmstart import warm_start
 
@@ -47,8 +48,7 @@ class ChunkOutput(NamedTuple):
     draws: dict[str, Array]
     stats: nuts.StepInfo
     warmup_draws: dict[str, Array] | None
-    warmup_stats: nuts.StepInfo | None
-    warmup_n_steps: Int[Array, "B C W"]
+    warmup_stats: nuts.StepInfo
     init_positions: dict[str, Array]
     init_tries: Int[Array, "B C"]
     init_ok: Bool[Array, "B C"]
@@ -62,7 +62,13 @@ def _vmap2(fn):
     return jax.vmap(lambda *args: jax.vmap(partial(fn, data=args[-1]))(*args[:-1]))
 
 
-def _initial_positions(model, config, key, data):
+def _where_chain(mask, new, old):
+    """Per chain (leading axis), `new` where `mask` else `old`, for every leaf."""
+    return jax.tree.map(lambda n, o: jnp.where(mask.reshape((-1,) + (1,) * (n.ndim - 1)), n, o),
+                        new, old)
+
+
+def _starts(model, config, key, data) -> tuple[InitResult, Array | None, Array]:
     """Uniform(-r, r) starts per chain, replaced by warm-start draws where those are finite."""
     logdensity = partial(model.logdensity, data=data)
     draw = partial(model.init, radius=config.init_radius)
@@ -75,15 +81,14 @@ def _initial_positions(model, config, key, data):
     first = jax.tree.map(lambda x: x[0], init.position)
     ws = warm_start(config.init, jax.random.fold_in(key, 1), logdensity, first, config.chains)
     value, grad = jax.vmap(jax.value_and_grad(logdensity))(ws.positions)
-    usable = jnp.isfinite(value) & jnp.all(
-        jnp.stack([jnp.all(jnp.isfinite(g.reshape(config.chains, -1)), axis=1)
-                   for g in jax.tree.leaves(grad)]), axis=0)
-    positions = jax.tree.map(
-        lambda w, u: jnp.where(usable.reshape((-1,) + (1,) * (w.ndim - 1)), w, u),
-        ws.positions, init.position)
+    finite = [jnp.all(jnp.isfinite(g.reshape(config.chains, -1)), axis=1)
+              for g in jax.tree.leaves(grad)]
+    usable = jnp.isfinite(value) & jnp.all(jnp.stack(finite), axis=0)
+    init = init._replace(position=_where_chain(usable, ws.positions, init.position),
+                         logdensity=jnp.where(usable, value, init.logdensity),
+                         grad=_where_chain(usable, grad, init.grad))
     imm = ws.inverse_mass_matrix
-    imm = jnp.where(jnp.isfinite(imm) & (imm > 0), imm, 1.0)
-    return init._replace(position=positions), imm, ws.grad_evals
+    return init, jnp.where(jnp.isfinite(imm) & (imm > 0), imm, 1.0), ws.grad_evals
 
 
 def fit_chunk(
@@ -104,65 +109,60 @@ def fit_chunk(
         (2, 4, 200)
     """
     keys = jax.vmap(partial(jax.random.fold_in, key))(dataset_index)
-    init, imm, ws_evals = jax.vmap(partial(_initial_positions, model, config))(keys, data)
+    init, imm, ws_evals = jax.vmap(partial(_starts, model, config))(keys, data)
     chain_keys = jax.vmap(lambda k: jax.vmap(partial(jax.random.fold_in, jax.random.fold_in(
         k, 2)))(jnp.arange(config.chains)))(keys)
     steps = config.warmup + config.draws
 
-    def warmup_init(position, imm, data):
-        return nuts.warmup_init(position, partial(model.logdensity, data=data),
-                                dense_mass=config.dense_mass, inverse_mass_matrix=imm)
-
+    chains = HMCState(init.position, init.logdensity, init.grad)
+    start = partial(nuts.init, dense_mass=config.dense_mass)
     if imm is None:
-        states = _vmap2(lambda p, data: warmup_init(p, None, data))(init.position, data)
+        states = jax.vmap(jax.vmap(start))(chains)
     else:
-        states = jax.vmap(lambda p, m, d: jax.vmap(lambda q: warmup_init(q, m, d))(p))(
-            init.position, imm, data)
+        states = jax.vmap(lambda c, m: jax.vmap(partial(start, inverse_mass_matrix=m))(c))(
+            chains, imm)
 
-    def constrain(position, data):
-        return model.constrain(position, data)
+    def transition(key, state, phase, data):
+        return nuts.step(key, state, phase, partial(model.logdensity, data=data),
+                         target_accept=config.target_accept, dense_mass=config.dense_mass,
+                         max_tree_depth=config.max_tree_depth)
 
-    def warmup_body(states, xs):
-        t, slow, end = xs
-        step = _vmap2(lambda k, s, data: nuts.warmup_step(
-            jax.random.fold_in(k, t), s, slow, end, partial(model.logdensity, data=data),
-            target_accept=config.target_accept, dense_mass=config.dense_mass,
-            max_tree_depth=config.max_tree_depth))
-        states, info = step(chain_keys, states, data)
+    constrain = _vmap2(lambda position, data: model.constrain(position, data))
+    # Without save_warmup, draws go into a buffer carried through the loop (written in place
+    # at t - warmup; warmup iterations write slot 0, which sampling then overwrites), so
+    # memory holds `draws` iterations, not `warmup + draws`.
+    blank = jax.eval_shape(constrain, init.position, data)
+    buffer = None if config.save_warmup else jax.tree.map(
+        lambda s: jnp.zeros((config.draws, *s.shape), s.dtype), blank)
+
+    def body(carry, xs):
+        states, buffer = carry
+        t, phase = xs
+        keys = jax.vmap(jax.vmap(partial(jax.random.fold_in, data=t)))(chain_keys)
+        # The phase is shared by every chain of every dataset: closed over, not vmapped.
+        states, info = _vmap2(partial(transition, phase=phase))(keys, states, data)
         if config.progress:
             report(t, steps)
-        if not config.save_warmup:
-            return states, info.n_steps
-        return states, (_vmap2(constrain)(states.chain.position, data), info)
+        values = constrain(states.chain.position, data)
+        if config.save_warmup:
+            return (states, buffer), (values, info)
+        buffer = jax.tree.map(lambda b, v: jax.lax.dynamic_update_index_in_dim(
+            b, v, jnp.maximum(t - config.warmup, 0), 0), buffer, values)
+        return (states, buffer), info
 
-    slow, end = nuts.warmup_schedule(config.warmup)
-    states, warm = jax.lax.scan(warmup_body, states, (jnp.arange(config.warmup), slow, end))
-    params = jax.vmap(jax.vmap(nuts.warmup_final))(states)
-
-    def sample_body(chain_states, t):
-        step = _vmap2(lambda k, s, p, data: nuts.sample_step(
-            jax.random.fold_in(k, t), s, p, partial(model.logdensity, data=data),
-            max_tree_depth=config.max_tree_depth))
-        chain_states, info = step(chain_keys, chain_states, params, data)
-        if config.progress:
-            report(t, steps)
-        return chain_states, (_vmap2(constrain)(chain_states.position, data), info)
-
-    _, (draws, stats) = jax.lax.scan(sample_body, states.chain,
-                                     jnp.arange(config.warmup, steps))
-    if config.save_warmup:
-        warmup_draws, warmup_stats = warm
-        warmup_n_steps = warmup_stats.n_steps
-    else:
-        warmup_draws, warmup_stats, warmup_n_steps = None, None, warm
-    # The scans stack iterations first; callers want (dataset, chain, iteration).
+    phases = nuts.schedule(config.warmup, config.draws)
+    (states, buffer), ys = jax.lax.scan(body, (states, buffer), (jnp.arange(steps), phases))
+    values, stats = ys if config.save_warmup else (buffer, ys)
+    # The loop stacks iterations first; callers want (dataset, chain, iteration).
     iteration_last = partial(jax.tree.map, lambda x: jnp.moveaxis(x, 0, 2))
+    values, stats = iteration_last(values), iteration_last(stats)
+    split = config.warmup if config.save_warmup else 0
+    params = jax.vmap(jax.vmap(nuts.parameters))(states)
     return ChunkOutput(
-        draws=iteration_last(draws),
-        stats=iteration_last(stats),
-        warmup_draws=iteration_last(warmup_draws),
-        warmup_stats=iteration_last(warmup_stats),
-        warmup_n_steps=iteration_last(warmup_n_steps),
+        draws=jax.tree.map(lambda x: x[:, :, split:], values),
+        stats=jax.tree.map(lambda x: x[:, :, config.warmup:], stats),
+        warmup_draws=jax.tree.map(lambda x: x[:, :, :split], values) if split else None,
+        warmup_stats=jax.tree.map(lambda x: x[:, :, :config.warmup], stats),
         init_positions=init.position,
         init_tries=init.tries,
         init_ok=init.ok,

@@ -1,0 +1,118 @@
+"""Shipped models, each with a default design: what configs name and the quickstart runs.
+
+A builder takes design sizes and returns `(model, design)`, the design being raw columns
+without the observed ones. A user's own builder with the same shape can be named in a config
+as "package.module:function".
+
+Example:
+    >>> model, design = hj.catalog.varying_intercept(groups=20, per_group=10)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from hjax.cognitive.likelihoods import SDT, Wiener
+from hjax.model._term import Data, exp
+from hjax.model.fixed import Fixed
+from hjax.model.level import Crossed, Level
+from hjax.model.likelihoods import BernoulliLogit, Gaussian
+from hjax.model.model import Model
+from hjax.model.priors import HalfCauchy, HalfNormal, LKJCholesky, Normal
+
+
+def _groups(groups: int, per_group: int) -> np.ndarray:
+    return np.repeat(np.arange(groups), per_group)
+
+
+def varying_intercept(groups: int = 20, per_group: int = 10):
+    """y ~ N(b0 + u[group], sigma), u ~ N(0, u_sd): the partial-pooling workhorse."""
+    model = Model(
+        Gaussian(mu=Fixed("b0", Normal(0.0, 2.0)) + Level("u", "group", scale=HalfNormal(1.0)),
+                 sigma=Fixed("sigma", HalfNormal(1.0))),
+        coords={"group": groups},
+    )
+    return model, {"group": _groups(groups, per_group)}
+
+
+def varying_slope(groups: int = 20, per_group: int = 10, seed: int = 0):
+    """Correlated varying intercepts and slopes: y ~ N(b0 + b1 x + u0[g] + u1[g] x, sigma)."""
+    model = Model(
+        Gaussian(
+            mu=Fixed("b0", Normal(0.0, 2.0)) + Fixed("b1", Normal(0.0, 1.0), predictors="x")
+            + Level("u", "group", predictors=("1", "x"), scale=HalfNormal(1.0),
+                    corr=LKJCholesky(2, 2.0)),
+            sigma=Fixed("sigma", HalfNormal(1.0)),
+        ),
+        coords={"group": groups},
+    )
+    x = np.random.default_rng(seed).normal(size=groups * per_group)
+    return model, {"group": _groups(groups, per_group), "x": x}
+
+
+def crossed_bernoulli(persons: int = 30, items: int = 10):
+    """Person x item Bernoulli (Rasch-like IRT): logit P(y) = theta[person] + b[item]."""
+    model = Model(
+        BernoulliLogit(Crossed(
+            Level("theta", "person", scale=HalfNormal(1.0)),
+            Level("b", "item", loc=Fixed("mu_b", Normal(0.0, 1.5)), scale=HalfNormal(1.0)),
+        )),
+        coords={"person": persons, "item": items},
+    )
+    person, item = np.meshgrid(np.arange(persons), np.arange(items), indexing="ij")
+    return model, {"person": person.ravel(), "item": item.ravel()}
+
+
+def eight_schools(sigma: tuple[float, ...] = (15, 10, 16, 11, 9, 11, 10, 18)):
+    """Rubin's eight schools, non-centered: y_j ~ N(theta_j, sigma_j), theta ~ N(mu, tau)."""
+    model = Model(
+        Gaussian(mu=Level("theta", "school", loc=Fixed("mu", Normal(0.0, 5.0)),
+                          scale=HalfCauchy(5.0)),
+                 sigma=Data("sigma")),
+        coords={"school": len(sigma)},
+    )
+    return model, {"school": np.arange(len(sigma)), "sigma": np.asarray(sigma, float)}
+
+
+def ddm(participants: int = 20, trials: int = 100):
+    """Hierarchical drift diffusion: v, log a and log t0 each a group mean plus participant
+    deviations; unbiased start (w = 0.5). Convention: `hj.Wiener` (a = boundary separation)."""
+    def varying(name, mean, sd):
+        return Fixed(name, mean) + Level(f"{name}_p", "participant", scale=HalfNormal(sd))
+
+    model = Model(
+        Wiener(v=varying("v", Normal(1.0, 1.0), 0.5),
+               a=exp(varying("log_a", Normal(0.5, 0.2), 0.2)),
+               t0=exp(varying("log_t0", Normal(-1.4, 0.2), 0.2))),
+        coords={"participant": participants},
+    )
+    return model, {"participant": _groups(participants, trials)}
+
+
+def sdt_brightness(participants: int = 20, items: int = 8, trials: int = 40, seed: int = 0):
+    """The seeds' signal-detection model, identified: d'_pi = alpha_p + gamma_i with
+    gamma_i = zeta0 + zeta1 * brightness_i + item noise and zero-mean alpha_p; one criterion."""
+    gamma = Level("gamma", "item", loc=Fixed("zeta0", Normal(1.0, 0.5))
+                  + Fixed("zeta1", Normal(0.0, 0.5), predictors="brightness"),
+                  scale=HalfNormal(0.3))
+    model = Model(
+        SDT(d_prime=Crossed(Level("alpha", "participant", scale=HalfNormal(0.5)), gamma),
+            c=Fixed("c", Normal(0.0, 0.5))),
+        coords={"participant": participants, "item": items},
+    )
+    person, item = (a.ravel() for a in np.meshgrid(np.arange(participants), np.arange(items),
+                                                   indexing="ij"))
+    brightness = np.random.default_rng(seed).uniform(-1.0, 1.0, items)
+    counts = np.full(person.size, trials)
+    return model, {"participant": person, "item": item, "brightness": brightness,
+                   "n_signal": counts, "n_noise": counts}
+
+
+SHIPPED = {
+    "ddm": ddm,
+    "sdt_brightness": sdt_brightness,
+    "eight_schools": eight_schools,
+    "varying_intercept": varying_intercept,
+    "varying_slope": varying_slope,
+    "crossed_bernoulli": crossed_bernoulli,
+}

@@ -1,0 +1,207 @@
+"""`hj.sample`: NUTS over many chains and many datasets in one compiled program."""
+
+from __future__ import annotations
+
+import sys
+import time
+import warnings
+from collections.abc import Mapping, Sequence
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import xarray as xr
+from jaxtyping import PRNGKeyArray
+
+from hjax.inference import diagnostics
+from hjax.inference.batching import as_batch, default_batch_size, map_chunks
+from hjax.inference.init import explain_nonfinite
+from hjax.inference.progress import progress_bar
+from hjax.inference.results import STAT_NAMES, to_datatree
+from hjax.inference.run import FitConfig, run_chunk
+from hjax.inference.warmstart import METHODS
+
+__all__ = ["sample"]
+
+WARMUP = 1000
+WARM_START_WARMUP = 300
+
+
+def _check_settings(config: FitConfig, batch_size) -> None:
+    problems = []
+    if config.chains < 1:
+        problems.append(f"chains must be >= 1; got {config.chains}")
+    if config.draws < 1 or config.warmup < 0:
+        problems.append(f"need draws >= 1 and warmup >= 0; got {config.draws}, {config.warmup}")
+    if not 0 < config.target_accept < 1:
+        problems.append(f"target_accept must be in (0, 1); got {config.target_accept}")
+    if config.init is not None and config.init not in METHODS:
+        problems.append(f"init must be None, 'advi' or 'pathfinder'; got {config.init!r}")
+    if batch_size is not None and batch_size < 1:
+        problems.append(f"batch_size must be >= 1; got {batch_size}")
+    if problems:
+        raise ValueError("hj.sample: " + "; ".join(problems) + ".")
+
+
+def _report_init_failures(model, out, data, batched: bool) -> None:
+    failed = np.argwhere(~out.init_ok)
+    if not len(failed):
+        return
+    lines = []
+    for d, c in failed[:5]:
+        position = {k: jnp.asarray(v[d, c]) for k, v in out.init_positions.items()}
+        dataset = {k: v[d] for k, v in data.items()}
+        reason = explain_nonfinite(position, partial(model.logdensity, data=dataset))
+        where = f"dataset {d}, " if batched else ""
+        lines.append(f"  {where}chain {c}: {reason}")
+    more = f"\n  ... and {len(failed) - 5} more" if len(failed) > 5 else ""
+    message = (
+        f"No finite starting point after {out.init_tries.max()} uniform draws for "
+        f"{len(failed)} chain(s):\n" + "\n".join(lines) + more + "\nCheck the priors' supports "
+        "and the data; a smaller init_radius keeps starts nearer 0 in unconstrained space."
+    )
+    if not batched:
+        raise RuntimeError(message)
+    warnings.warn(message + "\nThose chains are kept (as failed) in the results.", UserWarning,
+                  stacklevel=3)
+
+
+def _lockstep(n_steps: np.ndarray, batch_size: int) -> tuple[int, int]:
+    """Gradient evaluations executed (every lane waits for the longest trajectory in its
+    chunk) and useful (the sum of trajectory lengths). `n_steps` is (D, C, T)."""
+    d = n_steps.shape[0]
+    useful = int(n_steps.sum())
+    executed = 0
+    for start in range(0, d, batch_size):
+        chunk = n_steps[start:start + batch_size]
+        executed += int(chunk.max(axis=(0, 1)).sum()) * batch_size * chunk.shape[1]
+    return executed, useful
+
+
+def sample(
+    model,
+    data: Mapping | Sequence[Mapping],
+    *,
+    key: PRNGKeyArray,
+    chains: int = 4,
+    warmup: int | None = None,
+    draws: int = 1000,
+    target_accept: float = 0.8,
+    dense_mass: bool = False,
+    max_tree_depth: int = 10,
+    init: str | None = None,
+    init_radius: float = 2.0,
+    batch_size: int | None = None,
+    save_warmup: bool = False,
+    progress: bool | None = None,
+    warn: bool = True,
+    first_dataset: int = 0,
+) -> xr.DataTree:
+    """Fit `model` to one dataset or many with BlackJAX NUTS and Stan's window adaptation.
+
+    Each chain adapts its own step size and (diagonal, or dense) mass matrix. Chains are
+    vmapped; datasets are vmapped in chunks of `batch_size` that run one after another, all
+    through one compiled program. Dataset d's randomness is `fold_in(key, d)`, so its draws do
+    not depend on `batch_size`.
+
+    Args:
+        model: an `hj.Model`.
+        data: one dataset (a dict of raw or prepared columns), a batch (a dict whose arrays
+            lead with a dataset axis) or a list of same-shaped datasets. Each is validated
+            with `model.prepare`.
+        key: a PRNG key.
+        chains: chains per dataset.
+        warmup: adaptation iterations per chain; 1000, or 300 after a warm start (`init`).
+        draws: iterations kept per chain after warmup.
+        target_accept: target mean acceptance probability of step-size adaptation.
+        dense_mass: adapt a dense mass matrix instead of a diagonal one.
+        max_tree_depth: NUTS's maximum number of trajectory doublings.
+        init: None (Stan's uniform(-init_radius, init_radius), retried until finite),
+            "advi" (mean-field ADVI) or "pathfinder": a variational fit per dataset places
+            the chains and seeds the mass matrix with its variances.
+        init_radius: half-width of the uniform initialization in unconstrained space.
+        batch_size: datasets per chunk (the last one padded); by default per backend
+            (`default_batch_size`).
+        save_warmup: also return the warmup iterations (`warmup_posterior`,
+            `warmup_sample_stats`).
+        progress: show a progress bar; by default when stderr is a terminal.
+        warn: issue a warning for each diagnostic problem (divergences, R-hat, ESS, ...).
+        first_dataset: global index of this call's first dataset, for a sweep split over
+            calls (batches of a study, jobs of a cluster): dataset d uses
+            `fold_in(key, first_dataset + d)`.
+
+    Returns:
+        An ArviZ DataTree with `posterior` (constrained values named as by
+        `model.constrain`, dims from `model.param_dims`), `sample_stats` (lp, diverging,
+        tree_depth, n_steps, energy, acceptance_rate, step_size), `observed_data`,
+        `constant_data` and `fit_stats` (per chain: init_ok, init_tries, adapted step_size).
+        A batched fit has a leading `dataset` dim everywhere.
+
+    Example:
+        >>> result = hj.sample(model, data, key=jax.random.key(0), chains=4, draws=1000)
+        >>> result.posterior["mu"].mean().item()
+    """
+    if warmup is None:
+        warmup = WARMUP if init is None else WARM_START_WARMUP
+    if progress is None:
+        progress = sys.stderr.isatty()
+    config = FitConfig(chains=chains, warmup=warmup, draws=draws, target_accept=target_accept,
+                       dense_mass=dense_mass, max_tree_depth=max_tree_depth, init=init,
+                       init_radius=init_radius, save_warmup=save_warmup,
+                       progress=bool(progress))
+    _check_settings(config, batch_size)
+    batch, batched = as_batch(model, data)
+    n_datasets = next(iter(batch.values())).shape[0]
+    # An explicit batch_size is kept even above the number of datasets (padding), so that the
+    # calls of a sweep split into batches, short last one included, share one compile.
+    width = batch_size or default_batch_size(n_datasets)
+    n_chunks = -(-n_datasets // width)
+
+    start = time.perf_counter()
+    with progress_bar(n_chunks * (warmup + draws), "hjax NUTS", config.progress) as bar:
+        done = [0]
+
+        def on_chunk(n):
+            done[0] += n
+            if bar is not None:
+                bar.set_postfix_str(f"{done[0]}/{n_datasets} datasets")
+
+        def fit(index, chunk):
+            return run_chunk(model, config, key, index + first_dataset, chunk)
+
+        out = map_chunks(fit, batch, width, on_chunk)
+        jax.effects_barrier()
+    elapsed = time.perf_counter() - start
+
+    host_data = {k: np.asarray(v) for k, v in batch.items()}
+    _report_init_failures(model, out, host_data, batched)
+    n_steps = np.concatenate([out.warmup_stats.n_steps, out.stats.n_steps], axis=-1)
+    executed, useful = _lockstep(n_steps, width)
+    attrs = {
+        "inference_library": "blackjax", "sampler": "nuts", "chains": chains,
+        "warmup": warmup, "draws": draws, "target_accept": target_accept,
+        "dense_mass": int(dense_mass), "max_tree_depth": max_tree_depth,
+        "init": init or "uniform", "batch_size": width, "backend": jax.default_backend(),
+        "sampling_time": elapsed,
+        "grad_evals": useful + int(out.warm_start_grad_evals.sum()),
+        "grad_evals_executed": executed,
+        "lockstep_efficiency": useful / executed if executed else 1.0,
+    }
+    stats = {name: getattr(out.stats, name) for name in STAT_NAMES}
+    warmup_stats = (None if out.warmup_draws is None
+                    else {name: getattr(out.warmup_stats, name) for name in STAT_NAMES})
+    tree = to_datatree(model, out.draws, stats, host_data, batched=batched, attrs=attrs,
+                       warmup_draws=out.warmup_draws, warmup_stats=warmup_stats)
+    lead = ("dataset", "chain") if batched else ("chain",)
+    pick = (lambda x: x) if batched else (lambda x: x[0])
+    fit_stats = xr.Dataset({
+        "init_ok": (lead, pick(out.init_ok)),
+        "init_tries": (lead, pick(out.init_tries)),
+        "step_size": (lead, pick(out.step_size)),
+        "warm_start_grad_evals": (lead[:-1], pick(out.warm_start_grad_evals)),
+    }, attrs=attrs)
+    tree["fit_stats"] = xr.DataTree(fit_stats)
+    if warn:
+        diagnostics.warn_problems(tree)
+    return tree

@@ -1,0 +1,105 @@
+"""Parameter recovery: how close posterior summaries come to the simulated values, and shrinkage.
+
+Recovery metrics read the study table of `sbc_ranks` (one row per dataset and variable) and
+summarize over datasets: a calibrated posterior can still recover a parameter poorly (wide
+posteriors, low correlation), which SBC alone does not show.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+import xarray as xr
+
+from hjax.studies.ranks import COVERAGE_LEVELS
+
+__all__ = ["recovery_metrics", "shrinkage"]
+
+
+def recovery_metrics(table: xr.Dataset, *,
+                     by: Literal["variable", "parameter"] = "variable") -> xr.Dataset:
+    """Bias, RMSE, correlation and interval coverage of the posterior means, over datasets.
+
+    Args:
+        table: the study table of `sbc_ranks` (`mean`, `simulated_value` and the `covered_*`
+            columns with dims (dataset, variable)).
+        by: "variable" for one row per scalar quantity, or "parameter" to pool the elements of
+            each parameter (all groups of `theta` together) over datasets.
+
+    Returns:
+        A Dataset over `by` with `bias` (mean of posterior mean - simulated value), `rmse`,
+        `correlation` (Pearson, simulated value vs posterior mean; NaN when either is
+        constant), `coverage_50`, `coverage_80`, `coverage_95` (fraction of central intervals
+        holding the simulated value) and `n` (rows summarized).
+
+    Example:
+        >>> metrics = recovery_metrics(table, by="parameter")
+        >>> metrics["rmse"].dims
+        ('parameter',)
+    """
+    if by not in ("variable", "parameter"):
+        raise ValueError(f"Expected by='variable' or 'parameter'; got {by!r}.")
+    rows = []
+    for name in dict.fromkeys(table[by].values):  # unique, in table order
+        group = table.isel(variable=table[by].values == name)
+        estimate = group["mean"].values.ravel()
+        truth = group["simulated_value"].values.ravel()
+        error = estimate - truth
+        if np.ptp(estimate) > 0 and np.ptp(truth) > 0:
+            correlation = float(np.corrcoef(truth, estimate)[0, 1])
+        else:
+            correlation = np.nan
+        row = {"bias": error.mean(), "rmse": np.sqrt((error**2).mean()),
+               "correlation": correlation, "n": error.size}
+        row |= {f"coverage_{level}": float(group[f"covered_{level}"].mean())
+                for level in COVERAGE_LEVELS}
+        rows.append((name, row))
+    names = [name for name, _ in rows]
+    return xr.Dataset(
+        {key: (by, np.array([row[key] for _, row in rows])) for key in rows[0][1]},
+        coords={by: names},
+    )
+
+
+def shrinkage(observed_mean: np.ndarray, group_size: np.ndarray, posterior_mean: np.ndarray,
+              population_mean: float | np.ndarray) -> xr.Dataset:
+    """How far each group's posterior mean moved from its observed mean toward the population.
+
+    The fraction is (observed - posterior) / (observed - population): 0 is no pooling, 1 is
+    complete pooling. In a hierarchical normal model it is about sigma^2 / (sigma^2 + n tau^2),
+    so small groups are pulled more. It is unstable for groups whose observed mean lies near
+    the population mean (the denominator is near 0).
+
+    Args:
+        observed_mean: each group's sample mean.
+        group_size: observations per group.
+        posterior_mean: each group's posterior mean.
+        population_mean: the posterior mean of the population mean (scalar or per group, e.g.
+            with group-level predictors).
+
+    Returns:
+        A Dataset over `group` with `observed_mean`, `group_size`, `posterior_mean`,
+        `population_mean` and `shrinkage`.
+
+    Example:
+        >>> result = shrinkage(np.array([2.0, -1.0]), np.array([3, 30]), np.array([1.0, -0.9]), 0.0)
+        >>> result.shrinkage.values
+        array([0.5, 0.1])
+    """
+    observed = np.asarray(observed_mean, dtype=float)
+    posterior = np.asarray(posterior_mean, dtype=float)
+    population = np.broadcast_to(np.asarray(population_mean, dtype=float), observed.shape)
+    sizes = np.broadcast_to(np.asarray(group_size), observed.shape)
+    if posterior.shape != observed.shape or observed.ndim != 1:
+        raise ValueError(f"Expected 1-d observed and posterior means of one shape; got "
+                         f"{observed.shape} and {posterior.shape}.")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        fraction = (observed - posterior) / (observed - population)
+    return xr.Dataset({
+        "observed_mean": ("group", observed),
+        "group_size": ("group", sizes),
+        "posterior_mean": ("group", posterior),
+        "population_mean": ("group", population),
+        "shrinkage": ("group", fraction),
+    })

@@ -1,0 +1,53 @@
+import jax
+import pytest
+from inference_helpers import (
+    N_DATASETS,
+    REFERENCE,
+    TRACES,
+    CountingModel,
+    conjugate_data,
+    conjugate_model,
+    load_eight_schools,
+)
+
+from hjax.inference import sample
+
+CONJUGATE = dict(chains=4, warmup=300, draws=500, warn=False)
+
+
+@pytest.fixture(scope="session")
+def eight_schools():
+    loaded = load_eight_schools()
+    if loaded is None:
+        pytest.skip(f"reference data not found under {REFERENCE}")
+    return loaded
+
+
+@pytest.fixture(scope="session")
+def conjugate_fits():
+    """Fits of 16 conjugate datasets: batched, one by one, and with other chunk widths.
+
+    Shared by several tests because each distinct chunk width costs a compile; trace counts
+    are taken here, in order, so they do not depend on which test runs first.
+    """
+    model = conjugate_model(3, CountingModel)
+    datasets = [conjugate_data(seed) for seed in range(N_DATASETS)]
+    key = jax.random.key(7)
+    start = len(TRACES)
+    batched = sample(model, datasets, key=key, batch_size=4, **CONJUGATE)
+    traces_batched = len(TRACES) - start
+    other = sample(model, [conjugate_data(100 + s) for s in range(N_DATASETS)],
+                   key=jax.random.key(8), batch_size=4, **CONJUGATE)
+    traces_again = len(TRACES) - start - traces_batched
+    start = len(TRACES)
+    alone = [sample(model, d, key=jax.random.key(9), **CONJUGATE) for d in datasets]
+    traces_alone = len(TRACES) - start
+    width_one = sample(model, datasets, key=key, batch_size=1, **CONJUGATE)
+    padded = sample(model, datasets[:6], key=key, batch_size=4, **CONJUGATE)
+    traces_total = len(TRACES) - start - traces_alone
+    return {
+        "datasets": datasets, "batched": batched, "other": other, "alone": alone,
+        "width_one": width_one, "padded": padded,
+        "traces": {"batched": traces_batched, "again": traces_again, "alone": traces_alone,
+                   "reuse": traces_total},
+    }

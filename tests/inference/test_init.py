@@ -1,0 +1,66 @@
+"""Starting points: retries until finite, and a report naming the culprit when it gives up."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import hjax as hj
+from hjax.inference import sample
+from hjax.inference.init import explain_nonfinite, init_position
+
+
+def _draw(key):
+    return {"a": jax.random.uniform(key, (), minval=-2, maxval=2),
+            "b": jax.random.uniform(jax.random.fold_in(key, 1), (3,), minval=-2, maxval=2)}
+
+
+def _half_space(position):
+    # -inf for a > 1: a quarter of uniform(-2, 2) draws are rejected.
+    return jnp.where(position["a"] > 1.0, -jnp.inf, -0.5 * jnp.sum(position["b"] ** 2))
+
+
+def test_init_retries_until_finite():
+    results = jax.vmap(lambda k: init_position(k, _draw, _half_space))(
+        jax.random.split(jax.random.key(0), 64))
+    assert bool(jnp.all(results.ok))
+    assert bool(jnp.all(results.position["a"] <= 1.0))
+    assert int(results.tries.max()) > 1  # some first draws were rejected and retried
+    assert int(results.tries.min()) == 1
+
+
+def test_init_gives_up_after_max_tries():
+    result = init_position(jax.random.key(0), _draw, lambda p: -jnp.inf * p["a"] ** 2,
+                           max_tries=7)
+    assert not bool(result.ok)
+    assert int(result.tries) == 7
+
+
+def test_explain_blames_the_parameter_that_makes_the_density_infinite():
+    position = {"a": jnp.array(1.5), "b": jnp.zeros(3)}
+    message = explain_nonfinite(position, _half_space)
+    assert "'a'" in message and "'b'" not in message
+
+
+def test_explain_blames_the_parameter_with_a_nonfinite_gradient():
+    position = {"a": jnp.array(0.0), "b": jnp.ones(3)}
+    message = explain_nonfinite(position, lambda p: jnp.sqrt(jnp.abs(p["a"])) + p["b"].sum())
+    assert "gradient" in message and "'a'" in message and "'b'" not in message
+
+
+def test_explain_points_to_the_data_when_no_parameter_helps():
+    position = {"a": jnp.array(0.5)}
+    message = explain_nonfinite(position, lambda p: p["a"] - jnp.inf)
+    assert "check the data" in message
+
+
+def _needle(y, m):
+    # Finite only where |m| < 1e-6: uniform(-2, 2) starts essentially never get there.
+    return jnp.where(jnp.abs(m) < 1e-6, -0.5 * y**2, -jnp.inf)
+
+
+def test_sample_reports_the_parameter_when_no_start_is_found():
+    model = hj.Model(hj.Custom(_needle, params={"m": hj.Fixed("m", hj.Normal(0, 1))}),
+                     coords={})
+    with pytest.raises(RuntimeError, match=r"'m'.*moved to 0"):
+        sample(model, {"y": np.zeros(3)}, key=jax.random.key(0), chains=2, warmup=5, draws=5)

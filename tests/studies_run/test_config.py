@@ -1,0 +1,114 @@
+"""Configs are validated before anything compiles; the CLI runs a study end to end."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import xarray as xr
+from click.testing import CliRunner
+
+from hjax import config as cfg
+from hjax.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _write(tmp_path, text):
+    path = tmp_path / "study.yaml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in (ROOT / "configs").glob("*.yaml")))
+def test_shipped_configs_are_valid(name):
+    config = cfg.load(ROOT / "configs" / name)
+    model, design = cfg.build(config)
+    model.prepare(design, observed=False)
+
+
+def test_unknown_key_is_named(tmp_path):
+    path = _write(tmp_path, "model: varying_intercept\ndatasetz: 10\n")
+    with pytest.raises(ValueError, match=r"datasetz: Extra inputs are not permitted"):
+        cfg.load(path)
+
+
+def test_wrong_type_is_named(tmp_path):
+    path = _write(tmp_path, "model: varying_intercept\nchains: four\n")
+    with pytest.raises(ValueError, match=r"chains: Input should be a valid integer"):
+        cfg.load(path)
+
+
+def test_unknown_model_lists_shipped_ones(tmp_path):
+    path = _write(tmp_path, "model: nope\n")
+    with pytest.raises(ValueError, match=r"Unknown model 'nope'; shipped models are"):
+        cfg.load(path)
+
+
+def test_unknown_builder_argument_is_named(tmp_path):
+    config = cfg.load(_write(tmp_path, "model: varying_intercept\nargs: {groupz: 3}\n"))
+    with pytest.raises(ValueError, match=r"takes no \['groupz'\]; it takes \['groups', "
+                                         r"'per_group'\]"):
+        cfg.build(config)
+
+
+def test_user_builder_by_module_path(tmp_path):
+    config = cfg.load(_write(tmp_path, "model: hjax.catalog:varying_intercept\n"))
+    model, _ = cfg.build(config)
+    assert "u_sd" in model.param_specs
+
+
+TINY = """model: varying_intercept
+args: {{groups: 3, per_group: 4}}
+datasets: {datasets}
+chains: 2
+warmup: 60
+draws: 60
+batch_size: 2
+max_rank: 19
+output: {output}
+"""
+
+
+def test_cli_sbc_writes_results_and_report(tmp_path):
+    path = _write(tmp_path, TINY.format(datasets=4, output=tmp_path / "out"))
+    result = CliRunner().invoke(main, ["sbc", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "report:" in result.output
+    table = xr.load_dataset(tmp_path / "out" / "sbc.nc")
+    assert table.sizes["dataset"] == 4
+    assert (tmp_path / "out" / "report.md").stat().st_size > 0
+
+
+def test_cli_reports_config_errors_without_traceback(tmp_path):
+    path = _write(tmp_path, "model: varying_intercept\nchains: 0\n")
+    result = CliRunner().invoke(main, ["sbc", str(path)])
+    assert result.exit_code != 0
+    assert "chains: Input should be greater than 0" in result.output
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.slow
+def test_kill_9_then_rerun_gives_the_uninterrupted_results(tmp_path):
+    def command(output):
+        path = _write(tmp_path, TINY.format(datasets=8, output=output))
+        return [sys.executable, "-m", "hjax.cli", "sbc", str(path)]
+
+    subprocess.run(command(tmp_path / "full"), check=True, capture_output=True)
+    killed = subprocess.Popen(command(tmp_path / "killed"), stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, start_new_session=True)
+    batches = tmp_path / "killed" / "batches"
+    deadline = time.time() + 300
+    while len(list(batches.glob("batch-*.nc"))) < 2 and time.time() < deadline:
+        time.sleep(0.2)
+    os.killpg(killed.pid, signal.SIGKILL)
+    killed.wait()
+    assert 2 <= len(list(batches.glob("batch-*.nc"))) < 4
+    subprocess.run(command(tmp_path / "killed"), check=True, capture_output=True)
+    full = xr.load_dataset(tmp_path / "full" / "sbc.nc")
+    resumed = xr.load_dataset(tmp_path / "killed" / "sbc.nc")
+    xr.testing.assert_equal(full["rank"], resumed["rank"])
+    assert resumed["dataset"].values.tolist() == list(range(8))
