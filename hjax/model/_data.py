@@ -162,9 +162,11 @@ def prepare(model: Model, raw: Mapping, *, observed: bool = True) -> dict:
                 f"data['{need.key}'] is read both per '{seen.context}' (by {seen.user}) and per "
                 f"'{need.context}' (by {need.user}); use separate columns."
             )
-    if observed:
-        name = type(model.likelihood).__name__
-        for key in model.likelihood.observed_keys().values():
+    name = type(model.likelihood).__name__
+    for key in model.likelihood.observed_keys().values():
+        # In a design (observed=False) an observed column is optional: it only fixes the number
+        # of observations of a model with no other per-observation column.
+        if observed or key in raw:
             needs.setdefault(key, Need(key, OBS, user=f"{name} (observed)"))
     out = {}
     for key, need in needs.items():

@@ -6,6 +6,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.scipy.stats as jss
+import numpy as np
 
 from hjax.model import constraints as C
 from hjax.model._term import OBS, Need, ParamSpec, Term, as_term, key_for
@@ -109,7 +110,14 @@ class Level(Term):
     def coords(self):
         if self._k == 1:
             return {}
-        return {f"{self.name}_coef": self.predictors, f"{self.name}_coef2": self.predictors}
+        coords = {f"{self.name}_coef": self.predictors}
+        if self.corr is not None:
+            names = self.predictors
+            rows, cols = np.tril_indices(self._k, -1)
+            coords[f"{self.name}_pair"] = tuple(
+                f"{names[j]}:{names[i]}" for i, j in zip(rows, cols, strict=True)
+            )
+        return coords
 
     def children(self):
         return () if self.loc is None else (self.loc,)
@@ -172,8 +180,8 @@ class Level(Term):
             draw(f"{self.name}_sd", lambda k: self.scale.sample(k, shape))
         if self.corr is not None:
             if f"{self.name}_corr" in given:
-                given = {**given, f"{self.name}_corr_chol":
-                         jnp.linalg.cholesky(given[f"{self.name}_corr"])}
+                given = {**given, f"{self.name}_corr_chol": jnp.linalg.cholesky(
+                    self._corr_matrix(given[f"{self.name}_corr"]))}
             draw(f"{self.name}_corr_chol", self.corr.sample)
         if self.name in given:
             values = jnp.broadcast_to(given[self.name], self._shape(sizes))
@@ -183,6 +191,12 @@ class Level(Term):
             values = self._from_standard(draws, data, z)
         draws[self.name if self.centered else f"{self.name}_z"] = values if self.centered else z
         return draws
+
+    def _corr_matrix(self, pairs):
+        """The correlation matrix of its strictly-lower entries (as reported)."""
+        rows, cols = jnp.tril_indices(self._k, -1)
+        lower = jnp.zeros((self._k, self._k)).at[rows, cols].set(pairs)
+        return lower + lower.T + jnp.eye(self._k)
 
     def _to_standard(self, p, data, values):
         """Inverse of `_from_standard`: the z that give these group values."""
@@ -194,13 +208,15 @@ class Level(Term):
         out = {} if self.centered else {self.name: self.group_values(p, data)}
         if self.corr is not None:
             chol = p[f"{self.name}_corr_chol"]
-            out[f"{self.name}_corr"] = chol @ chol.T
+            # Only the strictly-lower correlations: the diagonal is 1 and the upper a copy, and
+            # constant or duplicated entries would distort R-hat and SBC's multiplicity.
+            out[f"{self.name}_corr"] = (chol @ chol.T)[jnp.tril_indices(self._k, -1)]
         return out
 
     def derived_dims(self, sizes):
         out = {} if self.centered else {self.name: self._dims()}
         if self.corr is not None:
-            out[f"{self.name}_corr"] = (f"{self.name}_coef", f"{self.name}_coef2")
+            out[f"{self.name}_corr"] = (f"{self.name}_pair",)
         return out
 
     # --- the predictor ----------------------------------------------------------------------

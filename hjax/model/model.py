@@ -202,7 +202,8 @@ class Model(eqx.Module):
         Args:
             key: a PRNG key.
             design: prepared data without the observed columns (`model.prepare(raw,
-                observed=False)`); its per-observation arrays fix the number of observations.
+                observed=False)`); its per-observation arrays fix the number of observations
+                (a placeholder observed column does, for a model with no other).
             given: reported parameter values to hold fixed instead of drawing them (e.g.
                 `{"mu": 1.0, "theta_sd": 0.5}`: group values are then drawn around them).
 

@@ -51,11 +51,11 @@ def truths_dataset(model, truths: Mapping[str, np.ndarray], indices: np.ndarray)
     return xr.Dataset(variables, coords={"dataset": indices})
 
 
-def _fingerprint(model, design, n_datasets, settings, given) -> dict:
+def _fingerprint(model, fit_model, design, n_datasets, settings, given) -> dict:
     """What must match for stored batches to be reused."""
     design_shapes = {k: list(np.shape(v)) for k, v in sorted(design.items())}
     return {
-        "model": str(model), "design": design_shapes, "n_datasets": n_datasets,
+        "model": str(model), "fit_model": str(fit_model), "design": design_shapes, "n_datasets": n_datasets,
         "settings": settings._asdict(),
         "design_digest": hashlib.sha256(b"".join(
             np.asarray(v).tobytes() for _, v in sorted(design.items()))).hexdigest(),
@@ -97,10 +97,13 @@ def run_study(
     given: Mapping[str, np.ndarray] | None = None,
     directory: str | os.PathLike | None = None,
     on_batch: Callable[[int, int], None] | None = None,
+    fit_model=None,
 ) -> xr.Dataset:
     """Simulate, fit and score `n_datasets` datasets in batches; see `hj.sbc` / `hj.recover`.
 
     Args:
+        fit_model: the model fitted to the simulated data, if not `model` itself (to check that
+            SBC flags a deliberately wrong model); it must report the same parameters.
         given: parameter values held fixed per dataset (arrays with a leading dataset axis);
             the rest are drawn from the prior.
         directory: where batches are stored and resumed from; None keeps everything in memory.
@@ -111,6 +114,12 @@ def run_study(
         The study table: dims (dataset, variable), SBC columns and per-dataset diagnostics.
     """
     settings = settings or StudySettings()
+    fit_model = model if fit_model is None else fit_model
+    if set(fit_model.param_dims) != set(model.param_dims):
+        raise ValueError(
+            f"fit_model reports {sorted(fit_model.param_dims)} but the simulating model reports "
+            f"{sorted(model.param_dims)}; SBC compares the same parameters."
+        )
     design = model.prepare(design, observed=False)
     width = min(settings.batch_size, n_datasets)
     sim_key, fit_key = jax.random.split(key)
@@ -119,7 +128,8 @@ def run_study(
     simulate = jax.jit(jax.vmap(model.simulate, in_axes=(0, None, 0)))
     directory = None if directory is None else Path(directory)
     if directory is not None:
-        _prepare_directory(directory, _fingerprint(model, design, n_datasets, settings, given))
+        _prepare_directory(directory, _fingerprint(model, fit_model, design, n_datasets,
+                                                   settings, given))
 
     tables = []
     if on_batch is not None:
@@ -134,7 +144,7 @@ def run_study(
         batch_given = {k: jnp.asarray(v[indices]) for k, v in given.items()}
         truths, data = simulate(fold(sim_key, jnp.asarray(indices)), design, batch_given)
         # A short last batch is padded by `sample` to `width`: one compiled program for all.
-        fit = sample(model, data, key=fit_key, first_dataset=start, chains=settings.chains,
+        fit = sample(fit_model, data, key=fit_key, first_dataset=start, chains=settings.chains,
                      warmup=settings.warmup, draws=settings.draws, batch_size=width,
                      target_accept=settings.target_accept, progress=False, warn=False)
         table = score_batch(model, fit, truths, indices, settings)

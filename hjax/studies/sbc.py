@@ -25,6 +25,7 @@ def sbc(
     seed: int = 0,
     directory: str | os.PathLike | None = None,
     on_batch: Callable[[int, int], None] | None = None,
+    fit_model=None,
 ) -> xr.Dataset:
     """Simulation-based calibration: draw parameters and data from the prior, fit, rank.
 
@@ -44,7 +45,9 @@ def sbc(
             draws of each chain are thinned evenly; the table's `max_rank` holds L).
         seed: seed for breaking rank ties.
         directory: store batches there and resume from them; None keeps results in memory.
-        on_batch: callback(done, total) after each batch.
+        on_batch: callback(datasets_done, n_datasets) before the first batch and after each.
+        fit_model: fit this model instead of `model` to the data simulated from `model` (a
+            deliberately wrong model must come out miscalibrated).
 
     Returns:
         The study table, dims (dataset, variable): `rank`, `max_rank`, `simulated_value`,
@@ -61,7 +64,7 @@ def sbc(
     settings = StudySettings(chains=chains, warmup=warmup, draws=draws, batch_size=batch_size,
                              target_accept=target_accept, max_rank=max_rank, seed=seed)
     table = run_study(model, design, n_datasets=n_datasets, key=key, settings=settings,
-                      directory=directory, on_batch=on_batch)
+                      directory=directory, on_batch=on_batch, fit_model=fit_model)
     return with_contraction(table)
 
 
