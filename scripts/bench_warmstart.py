@@ -1,10 +1,10 @@
 """What a variational warm start saves: gradient evaluations and time to R-hat < 1.01.
 
 For each init ("uniform": Stan's uniform(-2, 2); "advi"; "pathfinder") and each warmup length,
-fit D simulated datasets of a model and record the share of fits that converged (max R-hat
-< 1.01 over all parameters and no divergences), gradient evaluations per fit (warm start +
-warmup + draws) and run time per fit (compile excluded). The shortest warmup at which every
-fit converged is the cost of getting there.
+fit D simulated datasets of a model and record how many fits reached max R-hat < 1.01 over
+all parameters, how many had divergences, gradient evaluations per fit (warm start + warmup +
+draws) and run time per fit (compile excluded). Comparing the inits at the shortest warmup
+where (almost) every fit reaches R-hat < 1.01 gives the cost of getting there.
 
 Usage:
     .venv/bin/python scripts/bench_warmstart.py                       # about 8 minutes, 2 cores
@@ -64,9 +64,9 @@ def main() -> None:
     _, data = jax.vmap(model.simulate, in_axes=(0, None))(keys, design)
     data = {k: np.asarray(v) for k, v in data.items()}
     print(f"{args.model}: {args.datasets} simulated datasets, {args.chains} chains, "
-          f"{args.draws} draws; converged = max R-hat < 1.01 and no divergences")
-    print(f"{'init':>10} {'warmup':>6} {'converged':>9} {'grads/fit':>10} {'of which init':>13} "
-          f"{'s/fit':>7}")
+          f"{args.draws} draws")
+    print(f"{'init':>10} {'warmup':>6} {'R-hat<1.01':>10} {'divergent':>9} {'grads/fit':>10} "
+          f"{'of which init':>13} {'s/fit':>7}")
     for init in args.inits.split(","):
         for warmup in (int(w) for w in args.warmups.split(",")):
             settings = dict(chains=args.chains, warmup=warmup, draws=args.draws, warn=False,
@@ -76,10 +76,11 @@ def main() -> None:
             result = hj.sample(model, data, key=jax.random.key(2), **settings)
             seconds = (time.perf_counter() - start) / args.datasets
             diag = diagnose(result)
-            ok = (diag.max_rhat < 1.01) & (diag.divergences == 0)
+            converged = int((diag.max_rhat < 1.01).sum())
+            divergent = int((diag.divergences > 0).sum())
             grads = result.posterior.attrs["grad_evals"] / args.datasets
             init_grads = float(result.fit_stats["warm_start_grad_evals"].mean())
-            print(f"{init:>10} {warmup:>6} {int(ok.sum()):>6}/{args.datasets:<2} "
+            print(f"{init:>10} {warmup:>6} {converged:>7}/{args.datasets:<2} {divergent:>9} "
                   f"{grads:>10.0f} {init_grads:>13.0f} {seconds:>7.3f}", flush=True)
 
 

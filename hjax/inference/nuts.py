@@ -5,8 +5,8 @@ datasets is done by `vmap` in `hjax.inference.run`. Each chain adapts its own st
 mass matrix, as Stan does, so chains stay independent and R-hat keeps its meaning.
 
 Warmup and sampling are one `step` driven by a `schedule`: the NUTS kernel (and the model's
-log density inside it) appears once in the compiled program, which halves compile time
-compared with separate warmup and sampling loops.
+log density inside it) appears once in the compiled program, not once per loop, which cuts
+compile time (the kernel dominates it).
 """
 
 from __future__ import annotations
@@ -155,7 +155,9 @@ def init(
         inverse_mass_matrix = jnp.diag(inverse_mass_matrix)
     mm_init, _, _ = mass_matrix_adaptation(not dense_mass)
     da_init, _, _ = dual_averaging_adaptation(target=0.8)  # the target is used by updates only
-    mass_state = mm_init(n_dims, inverse_mass_matrix)
+    mass_state = mm_init(n_dims)
+    if inverse_mass_matrix is not None:
+        mass_state = mass_state._replace(inverse_mass_matrix=jnp.asarray(inverse_mass_matrix))
     step_size = jnp.asarray(step_size, dtype=jnp.result_type(chain.logdensity))
     adaptation = AdaptationState(da_init(step_size), mass_state, step_size,
                                  mass_state.inverse_mass_matrix)

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import jax
+import jax.numpy as jnp
 from jaxtyping import Array, Int
 from tqdm.auto import tqdm
 
@@ -35,7 +36,7 @@ def report(iteration: Int[Array, ""], total: int) -> None:
     """
     every = max(1, total // 100)
     done = iteration + 1
-    step = jax.numpy.where(done == total, total % every or every, every)
+    step = jnp.where(done == total, total % every or every, every)
     jax.lax.cond((done % every == 0) | (done == total),
                  lambda: jax.debug.callback(_advance, step), lambda: None)
 

@@ -24,7 +24,9 @@ def _draws_dataset(values: Mapping[str, np.ndarray], dims: Mapping[str, tuple], 
     lead = _lead(batched)
     variables, used = {}, {}
     for name, array in values.items():
-        array = np.asarray(array) if batched else np.asarray(array)[0]
+        array = np.asarray(array)
+        if not batched:
+            array = array[0]
         extra = tuple(dims.get(name, ()))
         if len(extra) != array.ndim - len(lead):
             extra = tuple(f"{name}_dim_{i}" for i in range(array.ndim - len(lead)))
@@ -44,7 +46,9 @@ def _data_dataset(model, data: Mapping[str, np.ndarray], keys, batched: bool) ->
     variables, coords = {}, {}
     for key in keys:
         dim = contexts.get(key, OBS)
-        array = np.asarray(data[key]) if batched else np.asarray(data[key])[0]
+        array = np.asarray(data[key])
+        if not batched:
+            array = array[0]
         variables[key] = ((("dataset",) if batched else ()) + (dim,), array)
         if dim != OBS:
             coords[dim] = list(model.coords[dim])

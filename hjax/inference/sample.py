@@ -135,7 +135,8 @@ def sample(
         An ArviZ DataTree with `posterior` (constrained values named as by
         `model.constrain`, dims from `model.param_dims`), `sample_stats` (lp, diverging,
         tree_depth, n_steps, energy, acceptance_rate, step_size), `observed_data`,
-        `constant_data` and `fit_stats` (per chain: init_ok, init_tries, adapted step_size).
+        `constant_data` and `fit_stats` (per chain: init_ok, init_tries, the adapted
+        step_size and inverse_mass_matrix over the flattened unconstrained position).
         A batched fit has a leading `dataset` dim everywhere.
 
     Example:
@@ -195,10 +196,12 @@ def sample(
                        warmup_draws=out.warmup_draws, warmup_stats=warmup_stats)
     lead = ("dataset", "chain") if batched else ("chain",)
     pick = (lambda x: x) if batched else (lambda x: x[0])
+    mass_dims = ("unconstrained", "unconstrained_2")[:out.inverse_mass_matrix.ndim - 2]
     fit_stats = xr.Dataset({
         "init_ok": (lead, pick(out.init_ok)),
         "init_tries": (lead, pick(out.init_tries)),
         "step_size": (lead, pick(out.step_size)),
+        "inverse_mass_matrix": (lead + mass_dims, pick(out.inverse_mass_matrix)),
         "warm_start_grad_evals": (lead[:-1], pick(out.warm_start_grad_evals)),
     }, attrs=attrs)
     tree["fit_stats"] = xr.DataTree(fit_stats)

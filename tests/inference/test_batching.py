@@ -38,7 +38,7 @@ def test_results_do_not_depend_on_batch_size(conjugate_fits):
     four = conjugate_fits["batched"].posterior["theta"].values
     one = conjugate_fits["width_one"].posterior["theta"].values
     padded = conjugate_fits["padded"].posterior["theta"].values
-    np.testing.assert_array_equal(one, four)
+    np.testing.assert_array_equal(one, four[:6])
     # 6 datasets in chunks of 4: the last chunk is padded, its real datasets unaffected.
     assert padded.shape[0] == 6
     np.testing.assert_array_equal(padded, four[:6])

@@ -3,6 +3,7 @@
 import arviz_stats as azs
 import jax
 import numpy as np
+import pytest
 import xarray as xr
 from inference_helpers import N_DATASETS, conjugate_posterior, z_scores
 
@@ -19,10 +20,7 @@ def _moments(posterior: xr.Dataset):
             azs.mcse(posterior, sample_dims=DIMS, method="sd"))
 
 
-def test_eight_schools_noncentered_matches_posteriordb(eight_schools):
-    model, data, reference = eight_schools
-    result = sample(model, data, key=jax.random.key(2024), chains=4, warmup=1000, draws=1000,
-                    target_accept=0.9, warn=False)
+def _assert_matches_reference(result, model, reference):
     ours = _moments(result.posterior.to_dataset()[list(reference)])
     ref = xr.Dataset({
         "mu": (DIMS, reference["mu"]),
@@ -36,6 +34,23 @@ def test_eight_schools_noncentered_matches_posteriordb(eight_schools):
                          theirs[s][name].values)
             assert np.all(z < Z), f"{stat} of {name} is {z.max():.1f} MCSE off the reference"
     assert int(diagnose(result).divergences) == 0
+
+
+def test_eight_schools_noncentered_matches_posteriordb(eight_schools):
+    model, data, reference = eight_schools
+    result = sample(model, data, key=jax.random.key(2024), chains=4, warmup=1000, draws=1000,
+                    target_accept=0.9, warn=False)
+    _assert_matches_reference(result, model, reference)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("init, dense_mass", [("pathfinder", False), ("advi", True),
+                                              (None, True)])
+def test_eight_schools_variants_match_posteriordb(eight_schools, init, dense_mass):
+    model, data, reference = eight_schools
+    result = sample(model, data, key=jax.random.key(11), chains=4, draws=1000,
+                    target_accept=0.9, init=init, dense_mass=dense_mass, warn=False)
+    _assert_matches_reference(result, model, reference)
 
 
 def test_conjugate_normal_matches_exact_posterior(conjugate_fits):
