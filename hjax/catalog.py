@@ -21,12 +21,16 @@ from hjax.model.model import Model
 from hjax.model.priors import HalfCauchy, HalfNormal, LKJCholesky, Normal
 
 
-def _groups(groups: int, per_group: int) -> np.ndarray:
-    return np.repeat(np.arange(groups), per_group)
+def _groups(groups: int, per_group: int | list[int]) -> np.ndarray:
+    """Group index per observation; `per_group` a size for all or one size per group."""
+    sizes = np.broadcast_to(np.asarray(per_group), (groups,))
+    return np.repeat(np.arange(groups), sizes)
 
 
-def varying_intercept(groups: int = 20, per_group: int = 10):
-    """y ~ N(b0 + u[group], sigma), u ~ N(0, u_sd): the partial-pooling workhorse."""
+def varying_intercept(groups: int = 20, per_group: int | list[int] = 10):
+    """y ~ N(b0 + u[group], sigma), u ~ N(0, u_sd): the partial-pooling workhorse.
+
+    `per_group` is one size for all groups or one per group (unequal sizes show shrinkage)."""
     model = Model(
         Gaussian(mu=Fixed("b0", Normal(0.0, 2.0)) + Level("u", "group", scale=HalfNormal(1.0)),
                  sigma=Fixed("sigma", HalfNormal(1.0))),

@@ -56,6 +56,7 @@ def _run(kind: str, config_path: str | None, overrides: dict, config_dict: dict 
     from hjax import config as cfg
     from hjax.studies import report
     from hjax.studies.calibration import uniformity_test
+    from hjax.studies.recover import shrinkage_table
 
     try:
         config = (cfg.StudyConfig(**config_dict) if config_dict is not None
@@ -82,14 +83,15 @@ def _run(kind: str, config_path: str | None, overrides: dict, config_dict: dict 
             from hjax.studies.recover import recover
 
             table = recover(model, design, given=config.given, grid=config.grid,
-                            replicates=config.replicates, **common)
+                            replicates=config.replicates, shrinkage=config.shrinkage, **common)
     except ValueError as error:
         _fail(error)
     elapsed = time.perf_counter() - start
     table.to_netcdf(out / f"{kind}.nc")
     is_sbc = kind == "sbc"
     test = uniformity_test(table, alpha=config.alpha) if is_sbc else None
-    path = report.write_report(out, table, test=test, calibration=is_sbc,
+    pooled = None if config.shrinkage is None else shrinkage_table(table)
+    path = report.write_report(out, table, test=test, calibration=is_sbc, shrinkage=pooled,
                                title=f"hjax {kind}: {config.model}")
     if is_sbc:
         rejected = [str(v) for v in test.variable.values[test.rejected.values]]

@@ -41,6 +41,7 @@ class StudyConfig(BaseModel):
     given: dict[str, float | list] = Field(default_factory=dict, description="recover: fixed")
     grid: dict[str, list[float]] = Field(default_factory=dict, description="recover: grid")
     replicates: int = Field(1, gt=0, description="recover: datasets per grid point")
+    shrinkage: str | None = Field(None, description="recover: Level whose shrinkage to show")
     data: str | None = Field(None, description="fit: a JSON file of columns")
 
     @model_validator(mode="after")

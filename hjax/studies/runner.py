@@ -52,11 +52,12 @@ def truths_dataset(model, truths: Mapping[str, np.ndarray], indices: np.ndarray)
     return xr.Dataset(variables, coords={"dataset": indices})
 
 
-def _fingerprint(model, fit_model, design, n_datasets, settings, given) -> dict:
+def _fingerprint(model, fit_model, design, n_datasets, settings, given, extra) -> dict:
     """What must match for stored batches to be reused."""
     design_shapes = {k: list(np.shape(v)) for k, v in sorted(design.items())}
     return {
-        "model": str(model), "fit_model": str(fit_model), "design": design_shapes, "n_datasets": n_datasets,
+        "model": str(model), "fit_model": str(fit_model), "design": design_shapes,
+        "n_datasets": n_datasets, "extra": extra,
         "settings": settings._asdict(),
         "design_digest": hashlib.sha256(b"".join(
             np.asarray(v).tobytes() for _, v in sorted(design.items()))).hexdigest(),
@@ -99,12 +100,15 @@ def run_study(
     directory: str | os.PathLike | None = None,
     on_batch: Callable[[int, int], None] | None = None,
     fit_model=None,
+    extra: Callable[[xr.DataTree, dict, np.ndarray], xr.Dataset] | None = None,
 ) -> xr.Dataset:
     """Simulate, fit and score `n_datasets` datasets in batches; see `hj.sbc` / `hj.recover`.
 
     Args:
         fit_model: the model fitted to the simulated data, if not `model` itself (to check that
             SBC flags a deliberately wrong model); it must report the same parameters.
+        extra: extra(fit, data, dataset_indices) -> per-dataset variables (dim `dataset`)
+            merged into the table (e.g. observed group means for shrinkage).
         given: parameter values held fixed per dataset (arrays with a leading dataset axis);
             the rest are drawn from the prior.
         directory: where batches are stored and resumed from; None keeps everything in memory.
@@ -130,8 +134,9 @@ def run_study(
     simulate = jax.jit(jax.vmap(model.simulate, in_axes=(0, None, 0)))
     directory = None if directory is None else Path(directory)
     if directory is not None:
+        extra_name = None if extra is None else getattr(extra, "__qualname__", repr(extra))
         _prepare_directory(directory, _fingerprint(model, fit_model, design, n_datasets,
-                                                   settings, given))
+                                                   settings, given, extra_name))
 
     tables = []
     if on_batch is not None:
@@ -151,6 +156,8 @@ def run_study(
                      warmup=settings.warmup, draws=settings.draws, batch_size=chunk,
                      target_accept=settings.target_accept, progress=False, warn=False)
         table = score_batch(model, fit, truths, indices, settings)
+        if extra is not None:
+            table = table.merge(extra(fit, data, indices))
         if path is not None:
             _write_atomic(table, path)
         tables.append(table)

@@ -112,3 +112,14 @@ def test_kill_9_then_rerun_gives_the_uninterrupted_results(tmp_path):
     resumed = xr.load_dataset(tmp_path / "killed" / "sbc.nc")
     xr.testing.assert_equal(full["rank"], resumed["rank"])
     assert resumed["dataset"].values.tolist() == list(range(8))
+
+
+def test_cli_recover_with_shrinkage_writes_report(tmp_path):
+    text = (TINY.format(datasets=1, output=tmp_path / "out").replace("groups: 3, per_group: 4",
+            "groups: 3, per_group: [1, 3, 12]")
+            + "given: {u_sd: 0.5}\nreplicates: 4\nshrinkage: u\n")
+    result = CliRunner().invoke(main, ["recover", str(_write(tmp_path, text))])
+    assert result.exit_code == 0, result.output
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "shrinkage.png" in report and "Calibration" not in report
+    assert (tmp_path / "out" / "shrinkage.png").stat().st_size > 1000

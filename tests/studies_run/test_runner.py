@@ -81,3 +81,17 @@ def test_recover_holds_given_values(small):
     assert table.held_u_sd.values.tolist() == [0.1, 0.1, 2.0, 2.0]
     np.testing.assert_allclose(table.simulated_value.sel(variable="sigma"), 0.5)
     np.testing.assert_allclose(table.simulated_value.sel(variable="u_sd"), [0.1, 0.1, 2, 2])
+
+
+def test_recover_reports_shrinkage_stronger_for_small_groups():
+    model, design = hj.catalog.varying_intercept(groups=6, per_group=[1, 1, 2, 2, 30, 30])
+    table = hj.recover(model, design, key=jax.random.key(5), given={"u_sd": 0.5, "sigma": 1.0},
+                       replicates=8, batch_size=8, shrinkage="u",
+                       **{k: v for k, v in SMALL.items() if k != "max_rank"})
+    assert table.group_size.isel(dataset=0).values.tolist() == [1, 1, 2, 2, 30, 30]
+    fractions = hj.studies.recover.shrinkage_table(table)
+    small = np.nanmedian(fractions.shrinkage.values[fractions.group_size.values <= 2])
+    large = np.nanmedian(fractions.shrinkage.values[fractions.group_size.values == 30])
+    # Normal hierarchy: fraction ~ sigma^2 / (sigma^2 + n tau^2), 0.8 for n = 1 and 0.12 for 30
+    # at the true tau (more at the posterior's, with only 6 groups to learn tau from).
+    assert small > 0.6 and large < 0.45 and small - large > 0.3, (small, large)
