@@ -44,6 +44,8 @@ def default_batch_size(n_datasets: int, backend: str | None = None) -> int:
 
 
 def _is_batched(arrays: Mapping[str, np.ndarray]) -> bool:
+    # Scalars (e.g. a count J next to the columns) are never per-observation data: ignore them.
+    arrays = {k: v for k, v in arrays.items() if v.ndim > 0}
     ndims = {v.ndim for v in arrays.values()}
     if ndims == {1}:
         return False
@@ -79,8 +81,8 @@ def as_batch(model, data: Mapping | Sequence[Mapping]) -> tuple[dict[str, np.nda
         if not _is_batched(arrays):
             prepared = model.prepare(data)
             return {k: np.asarray(v)[None] for k, v in prepared.items()}, False
-        n = next(iter(arrays.values())).shape[0]
-        datasets = [{k: v[i] for k, v in arrays.items()} for i in range(n)]
+        n = next(v for v in arrays.values() if v.ndim > 0).shape[0]
+        datasets = [{k: v[i] if v.ndim else v for k, v in arrays.items()} for i in range(n)]
     elif isinstance(data, Sequence) and data and all(isinstance(d, Mapping) for d in data):
         datasets = list(data)
     else:

@@ -123,3 +123,16 @@ def test_cli_recover_with_shrinkage_writes_report(tmp_path):
     report = (tmp_path / "out" / "report.md").read_text()
     assert "shrinkage.png" in report and "Calibration" not in report
     assert (tmp_path / "out" / "shrinkage.png").stat().st_size > 1000
+
+
+def test_cli_fit_writes_posterior_and_summary(tmp_path):
+    data = tmp_path / "schools.json"
+    data.write_text('{"J": 8, "y": [28, 8, -3, 7, -1, 1, 18, 12], '
+                    '"sigma": [15, 10, 16, 11, 9, 11, 10, 18]}')
+    text = (f"model: eight_schools\ndata: {data}\nchains: 2\nwarmup: 200\ndraws: 200\n"
+            f"output: {tmp_path / 'out'}\n")
+    result = CliRunner().invoke(main, ["fit", str(_write(tmp_path, text))])
+    assert result.exit_code == 0, result.output
+    assert "theta_sd" in result.output and "r_hat" in result.output
+    tree = xr.open_datatree(tmp_path / "out" / "fit.nc")
+    assert tree.posterior["theta"].shape == (2, 200, 8)
