@@ -43,15 +43,17 @@ def _draws_dataset(values: Mapping[str, np.ndarray], dims: Mapping[str, tuple], 
 
 def _data_dataset(model, data: Mapping[str, np.ndarray], keys, batched: bool) -> xr.Dataset:
     contexts = {need.key: need.context for need in model.needs()}
-    variables, coords = {}, {}
-    for key in keys:
-        dim = contexts.get(key, OBS)
+    dims = {key: contexts.get(key, OBS) for key in keys}
+    coords = {dim: list(model.coords[dim]) for dim in dims.values() if dim != OBS}
+    variables = {}
+    for key, dim in dims.items():
         array = np.asarray(data[key])
         if not batched:
             array = array[0]
-        variables[key] = ((("dataset",) if batched else ()) + (dim,), array)
-        if dim != OBS:
-            coords[dim] = list(model.coords[dim])
+        # An index column named like its group (data["item"] next to per-item data) would
+        # clash with that dim's coordinate: it is stored as "<key>_index" then.
+        name = f"{key}_index" if key in coords else key
+        variables[name] = ((("dataset",) if batched else ()) + (dim,), array)
     return xr.Dataset(variables, coords=coords)
 
 

@@ -38,3 +38,14 @@ def test_datatree_groups_coords_warmup_and_progress(capsys):
     assert post.attrs["grad_evals"] == int(stats["n_steps"].sum()
                                            + result.warmup_sample_stats["n_steps"].sum())
     assert "hjax NUTS" in capsys.readouterr().err
+
+
+def test_index_column_named_like_a_group_with_group_level_data():
+    # data["item"] indexes items while data["brightness"] has one value per item.
+    model = hj.Model(hj.Gaussian(mu=hj.Level("g", "item", loc=hj.Fixed("b", predictors="br")),
+                                 sigma=1.0), coords={"item": ["a", "b"]})
+    data = {"item": np.array([0, 1, 1]), "br": np.array([0.5, -0.5]), "y": np.zeros(3)}
+    tree = hj.sample(model, data, key=jax.random.key(0), chains=1, warmup=20, draws=10,
+                     warn=False)
+    assert tree.constant_data["item_index"].values.tolist() == [0, 1, 1]
+    assert tree.constant_data["br"].dims == ("item",)
