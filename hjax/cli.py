@@ -71,6 +71,7 @@ def _run(kind: str, config_path: str | None, overrides: dict, config_dict: dict 
     key = jax.random.key(config.seed)
     common = dict(key=key, chains=config.chains, warmup=config.warmup, draws=config.draws,
                   batch_size=config.batch_size, target_accept=config.target_accept,
+                  init=config.init,
                   directory=out / "batches", on_batch=_progress(kind))
     start = time.perf_counter()
     try:
@@ -144,7 +145,7 @@ def fit(config, data, output):
         model, design = cfg.build(config)
         raw = design | json.loads(Path(config.data).read_text())
         result = sample(model, raw, key=jax.random.key(config.seed), chains=config.chains,
-                        warmup=config.warmup, draws=config.draws,
+                        warmup=config.warmup, draws=config.draws, init=config.init,
                         target_accept=config.target_accept, progress=True)
     except ValueError as error:
         _fail(error)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib
 import inspect
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -34,6 +34,7 @@ class StudyConfig(BaseModel):
     batch_size: int = Field(16, gt=0)
     target_accept: float = Field(0.8, gt=0, lt=1)
     max_rank: int = Field(99, gt=0)
+    init: Literal["prior", "advi", "pathfinder"] | None = None
     alpha: float = Field(0.01, gt=0, lt=1, description="uniformity-test level after correction")
     seed: int = 0
     output: str = "hjax-results/study"

@@ -69,14 +69,21 @@ def _where_chain(mask, new, old):
 
 
 def _starts(model, config, key, data) -> tuple[InitResult, Array | None, Array]:
-    """Uniform(-r, r) starts per chain, replaced by warm-start draws where those are finite."""
+    """Uniform(-r, r) (or prior) starts per chain, replaced by warm-start draws where those are
+    finite."""
     logdensity = partial(model.logdensity, data=data)
-    draw = partial(model.init, radius=config.init_radius)
+    if config.init == "prior":
+        # Prior draws respect the model's scales, e.g. a non-decision time below the RTs,
+        # where uniform(-2, 2) in unconstrained space can put exp(2) = 7 s.
+        def draw(key):
+            return model.unconstrain(model.sample_prior(key, data))
+    else:
+        draw = partial(model.init, radius=config.init_radius)
     keys = jax.vmap(partial(jax.random.fold_in, jax.random.fold_in(key, 0)))(
         jnp.arange(config.chains))
     init = jax.vmap(partial(init_position, draw=draw, logdensity_fn=logdensity,
                             max_tries=config.max_init_tries))(keys)
-    if config.init is None:
+    if config.init in (None, "prior"):
         return init, None, jnp.zeros((), jnp.int32)
     first = jax.tree.map(lambda x: x[0], init.position)
     ws = warm_start(config.init, jax.random.fold_in(key, 1), logdensity, first, config.chains)

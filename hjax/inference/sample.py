@@ -36,8 +36,9 @@ def _check_settings(config: FitConfig, batch_size) -> None:
         problems.append(f"need draws >= 1 and warmup >= 0; got {config.draws}, {config.warmup}")
     if not 0 < config.target_accept < 1:
         problems.append(f"target_accept must be in (0, 1); got {config.target_accept}")
-    if config.init is not None and config.init not in METHODS:
-        problems.append(f"init must be None, 'advi' or 'pathfinder'; got {config.init!r}")
+    if config.init not in (None, "prior", *METHODS):
+        problems.append(f"init must be None, 'prior', 'advi' or 'pathfinder'; got "
+                        f"{config.init!r}")
     if batch_size is not None and batch_size < 1:
         problems.append(f"batch_size must be >= 1; got {batch_size}")
     if problems:
@@ -57,9 +58,10 @@ def _report_init_failures(model, out, data, batched: bool) -> None:
         lines.append(f"  {where}chain {c}: {reason}")
     more = f"\n  ... and {len(failed) - 5} more" if len(failed) > 5 else ""
     message = (
-        f"No finite starting point after {out.init_tries.max()} uniform draws for "
+        f"No finite starting point after {out.init_tries.max()} draws for "
         f"{len(failed)} chain(s):\n" + "\n".join(lines) + more + "\nCheck the priors' supports "
-        "and the data; a smaller init_radius keeps starts nearer 0 in unconstrained space."
+        "and the data; a smaller init_radius keeps starts nearer 0 in unconstrained space, and "
+        "init='prior' starts from prior draws (e.g. a non-decision time below the RTs)."
     )
     if not batched:
         raise RuntimeError(message)
@@ -118,8 +120,10 @@ def sample(
         dense_mass: adapt a dense mass matrix instead of a diagonal one.
         max_tree_depth: NUTS's maximum number of trajectory doublings.
         init: None (Stan's uniform(-init_radius, init_radius), retried until finite),
-            "advi" (mean-field ADVI) or "pathfinder": a variational fit per dataset places
-            the chains and seeds the mass matrix with its variances.
+            "prior" (draws from the prior, retried until finite: for models whose support
+            depends on the data, like a DDM's non-decision time below every RT), "advi"
+            (mean-field ADVI) or "pathfinder": a variational fit per dataset places the
+            chains and seeds the mass matrix with its variances.
         init_radius: half-width of the uniform initialization in unconstrained space.
         batch_size: datasets per chunk (the last one padded); by default per backend
             (`default_batch_size`).
@@ -144,7 +148,7 @@ def sample(
         >>> result.posterior["mu"].mean().item()
     """
     if warmup is None:
-        warmup = WARMUP if init is None else WARM_START_WARMUP
+        warmup = WARMUP if init in (None, "prior") else WARM_START_WARMUP
     if progress is None:
         progress = sys.stderr.isatty()
     config = FitConfig(chains=chains, warmup=warmup, draws=draws, target_accept=target_accept,

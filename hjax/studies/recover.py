@@ -50,6 +50,7 @@ def recover(
     draws: int = 500,
     batch_size: int = 16,
     target_accept: float = 0.8,
+    init: str | None = None,
     seed: int = 0,
     directory: str | os.PathLike | None = None,
     on_batch: Callable[[int, int], None] | None = None,
@@ -75,7 +76,7 @@ def recover(
     truths = recovery_truths(given, grid, replicates)
     n_datasets = next(iter(truths.values())).shape[0] if truths else replicates
     settings = StudySettings(chains=chains, warmup=warmup, draws=draws, batch_size=batch_size,
-                             target_accept=target_accept, seed=seed)
+                             target_accept=target_accept, init=init, seed=seed)
     extra = None if shrinkage is None else group_means(model, shrinkage)
     table = run_study(model, design, n_datasets=n_datasets, key=key, settings=settings,
                       given=truths, directory=directory, on_batch=on_batch, extra=extra)

@@ -38,6 +38,7 @@ class StudySettings(NamedTuple):
     target_accept: float = 0.8
     max_rank: int = 99
     seed: int = 0
+    init: str | None = None
 
 
 def truths_dataset(model, truths: Mapping[str, np.ndarray], indices: np.ndarray) -> xr.Dataset:
@@ -154,7 +155,8 @@ def run_study(
         # padded to it and every batch runs the same compiled program.
         fit = sample(fit_model, data, key=fit_key, first_dataset=start, chains=settings.chains,
                      warmup=settings.warmup, draws=settings.draws, batch_size=chunk,
-                     target_accept=settings.target_accept, progress=False, warn=False)
+                     target_accept=settings.target_accept, init=settings.init, progress=False,
+                     warn=False)
         table = score_batch(model, fit, truths, indices, settings)
         if extra is not None:
             table = table.merge(extra(fit, data, indices))

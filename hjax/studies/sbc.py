@@ -21,6 +21,7 @@ def sbc(
     draws: int = 500,
     batch_size: int = 16,
     target_accept: float = 0.8,
+    init: str | None = None,
     max_rank: int = 99,
     seed: int = 0,
     directory: str | os.PathLike | None = None,
@@ -39,7 +40,8 @@ def sbc(
         design: raw design columns (no observed ones), as for `model.prepare(observed=False)`.
         n_datasets: number of simulated datasets.
         key: root PRNG key.
-        chains, warmup, draws, target_accept: NUTS settings per dataset.
+        chains, warmup, draws, target_accept, init: NUTS settings per dataset (see
+            `hj.sample`).
         batch_size: datasets per batch (one compiled program, one stored file per batch).
         max_rank: upper bound on the number L of thinned draws each rank is taken among (the
             draws of each chain are thinned evenly; the table's `max_rank` holds L).
@@ -62,7 +64,7 @@ def sbc(
         False
     """
     settings = StudySettings(chains=chains, warmup=warmup, draws=draws, batch_size=batch_size,
-                             target_accept=target_accept, max_rank=max_rank, seed=seed)
+                             target_accept=target_accept, init=init, max_rank=max_rank, seed=seed)
     table = run_study(model, design, n_datasets=n_datasets, key=key, settings=settings,
                       directory=directory, on_batch=on_batch, fit_model=fit_model)
     return with_contraction(table)

@@ -64,3 +64,16 @@ def test_sample_reports_the_parameter_when_no_start_is_found():
                      coords={})
     with pytest.raises(RuntimeError, match=r"'m'.*moved to 0"):
         sample(model, {"y": np.zeros(3)}, key=jax.random.key(0), chains=2, warmup=5, draws=5)
+
+
+def test_prior_init_finds_starts_where_uniform_cannot():
+    # A hierarchical DDM: uniform(-2, 2) puts t0 = exp(log_t0 + deviation) above some
+    # participant's fastest RT in (nearly) every try; prior draws do not.
+    model, design = hj.catalog.ddm(participants=20, trials=100)
+    truths, data = jax.jit(model.simulate)(jax.random.key(0),
+                                           model.prepare(design, observed=False))
+    settings = dict(key=jax.random.key(1), chains=2, warmup=10, draws=10, warn=False)
+    with pytest.raises(RuntimeError, match=r"init='prior' starts from prior draws"):
+        hj.sample(model, data, **settings)
+    tree = hj.sample(model, data, init="prior", **settings)
+    assert bool(tree.fit_stats.init_ok.all())
