@@ -21,16 +21,11 @@ import jax.numpy as jnp
 from jax.scipy.special import erfcx, log_ndtr
 from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray
 
+from hjax.cognitive._dtype import float_dtype
+
 __all__ = ["lba_log_density", "lba_sample"]
 
 _LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
-
-
-def _float_dtype(*xs):
-    dtype = jnp.result_type(*xs)
-    if not jnp.issubdtype(dtype, jnp.floating):
-        dtype = jnp.result_type(float)
-    return dtype
 
 
 def _log_diff_exp(x, y):
@@ -124,7 +119,7 @@ def lba_log_density(
         >>> lp.shape
         (2,)
     """
-    dtype = _float_dtype(rt, v, A, b, t0, s)
+    dtype = float_dtype(rt, v, A, b, t0, s)
     rt, v, A, b, t0, s = (jnp.asarray(x, dtype) for x in (rt, v, A, b, t0, s))
     v, A, b, s = jnp.broadcast_arrays(v, A, b, s)
     choice = jnp.asarray(choice)
@@ -178,7 +173,7 @@ def lba_sample(
         >>> rt.shape
         (100,)
     """
-    dtype = _float_dtype(v, A, b, t0, s)
+    dtype = float_dtype(v, A, b, t0, s)
     v, A, b, t0, s = (jnp.asarray(x, dtype) for x in (v, A, b, t0, s))
     v, A, b, s = jnp.broadcast_arrays(v, A, b, s)
     batch = jnp.broadcast_shapes(shape, v.shape[:-1], t0.shape)

@@ -26,6 +26,8 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Bool, Float, Int, PRNGKeyArray
 
+from hjax.cognitive._dtype import float_dtype
+
 __all__ = [
     "wiener_log_density",
     "wiener_log_density_with_lapse",
@@ -45,13 +47,6 @@ _K_LARGE = 5
 # Proposals are redrawn until accepted; a lane still unaccepted after this many rounds
 # (probability below 1e-40 for w in [0.01, 0.99]) returns NaN rather than a biased draw.
 _MAX_REJECTION_ROUNDS = 10_000
-
-
-def _float_dtype(*xs):
-    dtype = jnp.result_type(*xs)
-    if not jnp.issubdtype(dtype, jnp.floating):
-        dtype = jnp.result_type(float)
-    return dtype
 
 
 def _log_density_standard(u, w):
@@ -130,7 +125,7 @@ def wiener_log_density(
         >>> lp.shape
         (2,)
     """
-    dtype = _float_dtype(rt, v, a, w, t0, sv)
+    dtype = float_dtype(rt, v, a, w, t0, sv)
     rt, v, a, w, t0, sv = (jnp.asarray(x, dtype) for x in (rt, v, a, w, t0, sv))
     upper = jnp.asarray(choice) == 1
     # The upper boundary is the lower one of the mirrored process (v -> -v, w -> 1 - w).
@@ -173,7 +168,7 @@ def wiener_prob_upper(
         >>> float(wiener_prob_upper(0.0, 2.0, 0.3))
         0.3...
     """
-    dtype = _float_dtype(v, a, w)
+    dtype = float_dtype(v, a, w)
     v, a, w = (jnp.asarray(x, dtype) for x in (v, a, w))
     x = 2 * v * a
     zero = x == 0
@@ -260,7 +255,7 @@ def wiener_sample(
         >>> rt.shape, choice.shape
         ((1000,), (1000,))
     """
-    dtype = _float_dtype(v, a, w, t0, sv)
+    dtype = float_dtype(v, a, w, t0, sv)
     v, a, w, t0, sv = (jnp.asarray(x, dtype) for x in (v, a, w, t0, sv))
     shape = jnp.broadcast_shapes(shape, *(x.shape for x in (v, a, w, t0, sv)))
     v, a, w, t0, sv = (jnp.broadcast_to(x, shape) for x in (v, a, w, t0, sv))
@@ -316,7 +311,7 @@ def wiener_log_density_with_lapse(
         >>> bool(jnp.isfinite(lp))
         True
     """
-    dtype = _float_dtype(rt, v, a, w, t0, sv, p_lapse, rt_max)
+    dtype = float_dtype(rt, v, a, w, t0, sv, p_lapse, rt_max)
     rt, p_lapse, rt_max = (jnp.asarray(x, dtype) for x in (rt, p_lapse, rt_max))
     log_wiener = jnp.log1p(-p_lapse) + wiener_log_density(rt, choice, v, a, w, t0, sv)
     in_range = (rt >= 0) & (rt <= rt_max)
