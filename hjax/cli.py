@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -66,7 +67,9 @@ def _run(kind: str, config_path: str | None, overrides: dict, config_dict: dict 
     except ValueError as error:
         _fail(error)
     out = Path(config.output)
-    click.echo(f"hjax {kind}: {config.model} ({config.datasets} datasets, {config.chains} chains "
+    n_datasets = (config.datasets if kind == "sbc" else
+                  math.prod(len(v) for v in config.grid.values()) * config.replicates)
+    click.echo(f"hjax {kind}: {config.model} ({n_datasets} datasets, {config.chains} chains "
                f"x ({config.warmup} warmup + {config.draws} draws)) -> {out}")
     key = jax.random.key(config.seed)
     common = dict(key=key, chains=config.chains, warmup=config.warmup, draws=config.draws,
