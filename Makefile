@@ -1,9 +1,10 @@
 # Both targets create .venv on first use with a Python >= 3.12 found by scripts/find-python.
 VENV  := .venv
 STAMP := $(VENV)/.installed
+BENCH_STAMP := $(VENV)/.bench-installed
 PY    := $(VENV)/bin/python
 
-.PHONY: test test-all quickstart lint clean
+.PHONY: test test-all quickstart bench lint clean
 
 $(STAMP): pyproject.toml
 	@interp=$$(bash scripts/find-python) || exit 1; \
@@ -21,6 +22,13 @@ test-all: $(STAMP)  ## everything, including the slow statistical checks
 
 quickstart: $(STAMP)  ## small study on an embedded default; prints where the results are
 	$(PY) -m hjax.cli quickstart
+
+$(BENCH_STAMP): $(STAMP) pyproject.toml
+	$(PY) -m pip install --quiet -e '.[bench]'
+	@touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)  ## hjax vs NumPyro vs Stan, one process (~40 min on 2 cores; BENCH_ARGS=--quick)
+	$(PY) -m scripts.bench $(BENCH_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -7,6 +7,11 @@ Example:
     ...                  coords={"school": 8})
 """
 
+# Before anything else can start JAX: its CPU devices are fixed at its first operation.
+from hjax.devices import configure_at_import, use_cpu_cores
+
+configure_at_import()
+
 from hjax import catalog
 from hjax.cognitive.likelihoods import LBA, SDT, Wiener
 from hjax.inference import check, diagnose, sample, summary
@@ -58,7 +63,7 @@ __all__ = [
     "Exponential", "Gamma", "LogNormal", "Beta", "Uniform", "LKJCholesky",
     "Constraint", "Real", "Positive", "Interval", "CorrCholesky",
     # inference
-    "sample", "summary", "diagnose", "check",
+    "use_cpu_cores", "sample", "summary", "diagnose", "check",
     # studies
     "sbc", "recover", "uniformity_test", "recovery_metrics", "shrinkage", "write_report",
     "plot_ecdf_diff", "plot_rank_hist", "plot_recovery", "plot_shrinkage", "catalog",

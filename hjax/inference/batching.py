@@ -1,46 +1,85 @@
-"""Many datasets: stacking them, and running them in fixed-size chunks one after another.
+"""Many datasets: stacking them, laying a chunk out over devices, running chunks in turn.
 
-All chunks have the same width (the last is padded with copies of its final dataset, whose
-results are dropped), so the chunk program compiles once. Chunks run sequentially from the
-host: device memory holds one chunk's draws at a time, each chunk's results move to host
-memory as it finishes, and a progress bar can count chunks.
+A chunk of datasets is split over `devices` (one shard each, run in parallel); on each device
+its datasets run `sequential` at a time through `lax.map`, each step vmapping `vectorized`
+datasets together (their chains always vmapped). All chunks have the same layout (the last is
+padded with copies of its final dataset, whose results are dropped), so the chunk program
+compiles once. Chunks run one after another from the host, each chunk's results moving to
+host memory as it finishes.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Int
 
-__all__ = ["as_batch", "default_batch_size", "map_chunks"]
+__all__ = ["Layout", "as_batch", "map_chunks", "plan_layout"]
 
 
-# Widest chunk vmapped by default on an accelerator: one vmap keeps the device busy, and this
-# bounds memory for sweeps of thousands of datasets.
-ACCELERATOR_MAX_BATCH = 1024
-# On CPU, datasets run one after another (their chains still vmapped). Vmapped NUTS runs in
-# lockstep, every lane waiting for the longest trajectory, and a CPU gains little from wide
-# vectors: on 2 cores, 64 prior-simulated fits of a 20-group model took 39 s one at a time,
-# 58 s in chunks of 4 and 143 s in chunks of 8 (scripts/bench_sample.py --batch-sizes).
-CPU_BATCH = 1
+# Most datasets one device holds in one chunk: bounds memory for sweeps of thousands.
+MAX_PER_DEVICE = 1024
 
 
-def default_batch_size(n_datasets: int, backend: str | None = None) -> int:
-    """How many datasets to vmap in one chunk, by backend.
+class Layout(NamedTuple):
+    """How one chunk of `size` datasets runs: `devices` x `sequential` x `vectorized`."""
 
-    On CPU, `CPU_BATCH` datasets per chunk, chunks run in sequence; on GPU/TPU, all datasets
-    in one chunk up to `ACCELERATOR_MAX_BATCH`.
+    devices: int
+    sequential: int
+    vectorized: int
+
+    @property
+    def size(self) -> int:
+        return self.devices * self.sequential * self.vectorized
+
+
+def plan_layout(
+    n_datasets: int,
+    *,
+    batch_size: int | None = None,
+    vectorize: int | None = None,
+    devices: int | None = None,
+    backend: str | None = None,
+    available: int | None = None,
+) -> Layout:
+    """Lay a chunk of datasets out over devices, `lax.map` and `vmap`, by backend.
+
+    Vmapped NUTS runs in lockstep (every lane waits for the longest trajectory), so on CPU,
+    where a wide vector buys little, each device runs its datasets one at a time
+    (`vectorized=1`, chains still vmapped): on 2 cores, 16 fits of a 20-group model took
+    4.9 s one at a time and 5.8 s two at a time, 5.7 s four at a time (one device). On an
+    accelerator all of a device's datasets are vmapped together. Every local device of the
+    backend gets a share (on CPU, one device per core: see `hj.use_cpu_cores`).
+
+    Args:
+        n_datasets: datasets to fit.
+        batch_size: datasets per chunk; by default all of them, up to `MAX_PER_DEVICE` per
+            device.
+        vectorize: datasets vmapped together on a device; by default 1 on CPU and all of the
+            device's share elsewhere.
+        devices: local devices to shard over; by default all (never more than datasets).
+        backend: "cpu", "gpu" or "tpu"; by default JAX's default backend.
+        available: the backend's local devices; by default as JAX counts them.
 
     Example:
-        >>> default_batch_size(64, "cpu"), default_batch_size(64, "gpu")
-        (1, 64)
+        >>> plan_layout(64, backend="cpu", available=2)
+        Layout(devices=2, sequential=32, vectorized=1)
+        >>> plan_layout(64, backend="gpu", available=1)
+        Layout(devices=1, sequential=1, vectorized=64)
     """
     backend = backend or jax.default_backend()
-    width = CPU_BATCH if backend == "cpu" else ACCELERATOR_MAX_BATCH
-    return max(1, min(n_datasets, width))
+    available = available or jax.local_device_count(backend)
+    devices = min(devices or available, available)
+    chunk = batch_size or min(n_datasets, MAX_PER_DEVICE * devices)
+    devices = min(devices, chunk)
+    share = math.ceil(chunk / devices)
+    width = min(vectorize or (1 if backend == "cpu" else share), share)
+    return Layout(devices, math.ceil(share / width), width)
 
 
 def _is_batched(arrays: Mapping[str, np.ndarray]) -> bool:

@@ -15,7 +15,7 @@ import xarray as xr
 from jaxtyping import PRNGKeyArray
 
 from hjax.inference import diagnostics
-from hjax.inference.batching import as_batch, default_batch_size, map_chunks
+from hjax.inference.batching import as_batch, map_chunks, plan_layout
 from hjax.inference.init import explain_nonfinite
 from hjax.inference.progress import progress_bar
 from hjax.inference.results import STAT_NAMES, to_datatree
@@ -28,7 +28,7 @@ WARMUP = 1000
 WARM_START_WARMUP = 300
 
 
-def _check_settings(config: FitConfig, batch_size) -> None:
+def _check_settings(config: FitConfig, batch_size, vectorize, devices) -> None:
     problems = []
     if config.chains < 1:
         problems.append(f"chains must be >= 1; got {config.chains}")
@@ -39,8 +39,10 @@ def _check_settings(config: FitConfig, batch_size) -> None:
     if config.init not in (None, "prior", *METHODS):
         problems.append(f"init must be None, 'prior', 'advi' or 'pathfinder'; got "
                         f"{config.init!r}")
-    if batch_size is not None and batch_size < 1:
-        problems.append(f"batch_size must be >= 1; got {batch_size}")
+    for name, value in (("batch_size", batch_size), ("vectorize", vectorize),
+                        ("devices", devices)):
+        if value is not None and value < 1:
+            problems.append(f"{name} must be >= 1; got {value}")
     if problems:
         raise ValueError("hj.sample: " + "; ".join(problems) + ".")
 
@@ -69,15 +71,16 @@ def _report_init_failures(model, out, data, batched: bool) -> None:
                   stacklevel=3)
 
 
-def _lockstep(n_steps: np.ndarray, batch_size: int) -> tuple[int, int]:
-    """Gradient evaluations executed (every lane waits for the longest trajectory in its
-    chunk) and useful (the sum of trajectory lengths). `n_steps` is (D, C, T)."""
+def _lockstep(n_steps: np.ndarray, vectorized: int) -> tuple[int, int]:
+    """Gradient evaluations executed (every lane waits for the longest trajectory among the
+    chains of the `vectorized` datasets vmapped with it) and useful (the sum of trajectory
+    lengths). `n_steps` is (D, C, T); padding datasets are not counted."""
     d = n_steps.shape[0]
     useful = int(n_steps.sum())
     executed = 0
-    for start in range(0, d, batch_size):
-        chunk = n_steps[start:start + batch_size]
-        executed += int(chunk.max(axis=(0, 1)).sum()) * batch_size * chunk.shape[1]
+    for start in range(0, d, vectorized):
+        row = n_steps[start:start + vectorized]
+        executed += int(row.max(axis=(0, 1)).sum()) * vectorized * row.shape[1]
     return executed, useful
 
 
@@ -95,6 +98,8 @@ def sample(
     init: str | None = None,
     init_radius: float = 2.0,
     batch_size: int | None = None,
+    vectorize: int | None = None,
+    devices: int | None = None,
     save_warmup: bool = False,
     progress: bool | None = None,
     warn: bool = True,
@@ -103,9 +108,10 @@ def sample(
     """Fit `model` to one dataset or many with BlackJAX NUTS and Stan's window adaptation.
 
     Each chain adapts its own step size and (diagonal, or dense) mass matrix. Chains are
-    vmapped; datasets are vmapped in chunks of `batch_size` that run one after another, all
-    through one compiled program. Dataset d's randomness is `fold_in(key, d)`, so its draws do
-    not depend on `batch_size`.
+    vmapped; datasets are spread over the local devices, and on each device run one at a time
+    (CPU) or vmapped together (GPU/TPU), in chunks of `batch_size` that run one after another,
+    all through one compiled program. Dataset d's randomness is `fold_in(key, d)`, so its draws
+    do not depend on `batch_size`, `vectorize` or `devices`.
 
     Args:
         model: an `hj.Model`.
@@ -125,8 +131,13 @@ def sample(
             (mean-field ADVI) or "pathfinder": a variational fit per dataset places the
             chains and seeds the mass matrix with its variances.
         init_radius: half-width of the uniform initialization in unconstrained space.
-        batch_size: datasets per chunk (the last one padded); by default per backend
-            (`default_batch_size`).
+        batch_size: datasets per chunk (the last one padded; rounded up to fill the layout);
+            by default all datasets, up to 1024 per device.
+        vectorize: datasets vmapped together on a device; by default 1 on CPU (vmapped NUTS
+            waits for the longest trajectory of all its lanes) and the device's whole share on
+            an accelerator. See `hjax.inference.batching.plan_layout`.
+        devices: local devices to spread datasets over; by default all of them (on CPU one
+            per core, see `hj.use_cpu_cores`).
         save_warmup: also return the warmup iterations (`warmup_posterior`,
             `warmup_sample_stats`).
         progress: show a progress bar; by default when stderr is a terminal.
@@ -155,16 +166,20 @@ def sample(
                        dense_mass=dense_mass, max_tree_depth=max_tree_depth, init=init,
                        init_radius=init_radius, save_warmup=save_warmup,
                        progress=bool(progress))
-    _check_settings(config, batch_size)
+    _check_settings(config, batch_size, vectorize, devices)
     batch, batched = as_batch(model, data)
     n_datasets = next(iter(batch.values())).shape[0]
     # An explicit batch_size is kept even above the number of datasets (padding), so that the
     # calls of a sweep split into batches, short last one included, share one compile.
-    width = batch_size or default_batch_size(n_datasets)
+    layout = plan_layout(n_datasets, batch_size=batch_size, vectorize=vectorize,
+                         devices=devices)
+    width = layout.size
     n_chunks = -(-n_datasets // width)
 
     start = time.perf_counter()
-    with progress_bar(n_chunks * (warmup + draws), "hjax NUTS", config.progress) as bar:
+    # Every device reports the iterations of each dataset it runs in sequence.
+    total = n_chunks * layout.devices * layout.sequential * (warmup + draws)
+    with progress_bar(total, "hjax NUTS", config.progress) as bar:
         done = [0]
 
         def on_chunk(n):
@@ -173,7 +188,7 @@ def sample(
                 bar.set_postfix_str(f"{done[0]}/{n_datasets} datasets")
 
         def fit(index, chunk):
-            return run_chunk(model, config, key, index + first_dataset, chunk)
+            return run_chunk(model, config, layout, key, index + first_dataset, chunk)
 
         out = map_chunks(fit, batch, width, on_chunk)
         jax.effects_barrier()
@@ -182,12 +197,14 @@ def sample(
     host_data = {k: np.asarray(v) for k, v in batch.items()}
     _report_init_failures(model, out, host_data, batched)
     n_steps = np.concatenate([out.warmup_stats.n_steps, out.stats.n_steps], axis=-1)
-    executed, useful = _lockstep(n_steps, width)
+    executed, useful = _lockstep(n_steps, layout.vectorized)
     attrs = {
         "inference_library": "blackjax", "sampler": "nuts", "chains": chains,
         "warmup": warmup, "draws": draws, "target_accept": target_accept,
         "dense_mass": int(dense_mass), "max_tree_depth": max_tree_depth,
         "init": init or "uniform", "batch_size": width, "backend": jax.default_backend(),
+        "devices": layout.devices, "sequential": layout.sequential,
+        "vectorize": layout.vectorized,
         "sampling_time": elapsed,
         "grad_evals": useful + int(out.warm_start_grad_evals.sum()),
         "grad_evals_executed": executed,

@@ -97,7 +97,8 @@ class BernoulliLogit(Likelihood):
     parameters = {"logit_p": C.real}
 
     def log_prob(self, y, logit_p):
-        return y * jax.nn.log_sigmoid(logit_p) + (1 - y) * jax.nn.log_sigmoid(-logit_p)
+        # = y log(sigmoid(x)) + (1 - y) log(sigmoid(-x)), with one softplus instead of two.
+        return y * logit_p - jax.nn.softplus(logit_p)
 
     def sample(self, key, logit_p):
         return {"y": jax.random.bernoulli(key, jax.nn.sigmoid(logit_p)).astype(jnp.int32)}
@@ -122,8 +123,7 @@ class Binomial(Likelihood):
 
     def log_prob(self, y, logit_p, trials):
         log_choose = jsp.gammaln(trials + 1) - jsp.gammaln(y + 1) - jsp.gammaln(trials - y + 1)
-        return (log_choose + y * jax.nn.log_sigmoid(logit_p)
-                + (trials - y) * jax.nn.log_sigmoid(-logit_p))
+        return log_choose + y * logit_p - trials * jax.nn.softplus(logit_p)
 
     def sample(self, key, logit_p, trials):
         shape = jnp.shape(logit_p + trials)

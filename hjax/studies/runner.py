@@ -22,7 +22,6 @@ import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 
-from hjax.inference.batching import default_batch_size
 from hjax.inference.diagnostics import diagnose
 from hjax.inference.sample import sample
 from hjax.studies.ranks import sbc_ranks
@@ -128,7 +127,6 @@ def run_study(
         )
     design = model.prepare(design, observed=False)
     width = min(settings.batch_size, n_datasets)
-    chunk = default_batch_size(width)
     sim_key, fit_key = jax.random.split(key)
     fold = jax.vmap(jax.random.fold_in, in_axes=(None, 0))
     given = {k: np.asarray(v) for k, v in (given or {}).items()}
@@ -151,10 +149,10 @@ def run_study(
         indices = np.arange(start, stop)
         batch_given = {k: jnp.asarray(v[indices]) for k, v in given.items()}
         truths, data = simulate(fold(sim_key, jnp.asarray(indices)), design, batch_given)
-        # The chunk width is the backend's default for a full batch, so a short last batch is
-        # padded to it and every batch runs the same compiled program.
+        # A batch is one chunk (spread over the devices); a short last batch is padded to the
+        # full width, so every batch runs the same compiled program.
         fit = sample(fit_model, data, key=fit_key, first_dataset=start, chains=settings.chains,
-                     warmup=settings.warmup, draws=settings.draws, batch_size=chunk,
+                     warmup=settings.warmup, draws=settings.draws, batch_size=width,
                      target_accept=settings.target_accept, init=settings.init, progress=False,
                      warn=False)
         table = score_batch(model, fit, truths, indices, settings)

@@ -51,9 +51,10 @@ def conjugate_fits():
     width_one = sample(model, datasets[:6], key=key, batch_size=1, **CONJUGATE)
     padded = sample(model, datasets[:6], key=key, batch_size=4, **CONJUGATE)
     traces_total = len(TRACES) - start - traces_alone
+    vectorized = sample(model, datasets[:6], key=key, vectorize=3, devices=1, **CONJUGATE)
     return {
         "datasets": datasets, "batched": batched, "alone": alone,
-        "width_one": width_one, "padded": padded,
+        "width_one": width_one, "padded": padded, "vectorized": vectorized,
         "traces": {"batched": traces_batched, "again": traces_again, "alone": traces_alone,
                    "reuse": traces_total},
     }

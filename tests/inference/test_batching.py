@@ -1,16 +1,17 @@
 """Many datasets in one call: one compile, results independent of chunking, input forms."""
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from inference_helpers import N_DATASETS, conjugate_data, conjugate_model
 
 from hjax.inference.batching import (
-    ACCELERATOR_MAX_BATCH,
-    CPU_BATCH,
+    MAX_PER_DEVICE,
+    Layout,
     as_batch,
-    default_batch_size,
     map_chunks,
+    plan_layout,
 )
 
 
@@ -34,10 +35,15 @@ def test_batched_result_has_dataset_dim(conjugate_fits):
                                rtol=1e-6)
 
 
-def test_results_do_not_depend_on_batch_size(conjugate_fits):
+def test_results_do_not_depend_on_batch_size_or_layout(conjugate_fits):
+    # Chunks of 4 over 2 devices (when there are 2), of 1, and 6 on one device vmapped 3 wide.
     four = conjugate_fits["batched"].posterior["theta"].values
     one = conjugate_fits["width_one"].posterior["theta"].values
     padded = conjugate_fits["padded"].posterior["theta"].values
+    vectorized = conjugate_fits["vectorized"]
+    assert vectorized.posterior.attrs["vectorize"] == 3
+    assert conjugate_fits["batched"].posterior.attrs["devices"] == min(2, jax.device_count())
+    np.testing.assert_array_equal(vectorized.posterior["theta"].values, four[:6])
     np.testing.assert_array_equal(one, four[:6])
     # 6 datasets in chunks of 4: the last chunk is padded, its real datasets unaffected.
     assert padded.shape[0] == 6
@@ -87,8 +93,16 @@ def test_map_chunks_pads_and_keeps_order():
     assert widths == [4, 4, 4]
 
 
-def test_default_batch_size_per_backend():
-    assert default_batch_size(1000, "cpu") == CPU_BATCH
-    assert default_batch_size(1000, "gpu") == 1000
-    assert default_batch_size(5000, "gpu") == ACCELERATOR_MAX_BATCH
-    assert default_batch_size(3, "gpu") == 3
+def test_layout_per_backend():
+    # CPU: every device gets a share and runs it one dataset at a time.
+    assert plan_layout(64, backend="cpu", available=2) == Layout(2, 32, 1)
+    assert plan_layout(1, backend="cpu", available=2) == Layout(1, 1, 1)
+    assert plan_layout(5, backend="cpu", available=2) == Layout(2, 3, 1)  # one padded
+    assert plan_layout(64, backend="cpu", available=2, vectorize=4) == Layout(2, 8, 4)
+    assert plan_layout(64, backend="cpu", available=2, devices=1) == Layout(1, 64, 1)
+    assert plan_layout(64, backend="cpu", available=2, batch_size=8) == Layout(2, 4, 1)
+    # Accelerators: a device's whole share vmapped, up to MAX_PER_DEVICE per chunk.
+    assert plan_layout(1000, backend="gpu", available=1) == Layout(1, 1, 1000)
+    assert plan_layout(5000, backend="gpu", available=1) == Layout(1, 1, MAX_PER_DEVICE)
+    assert plan_layout(3000, backend="gpu", available=4) == Layout(4, 1, 750)
+    assert plan_layout(64, backend="gpu", available=1, vectorize=16) == Layout(1, 4, 16)

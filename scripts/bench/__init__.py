@@ -1,0 +1,1 @@
+"""Benchmark suite: hjax against NumPyro and Stan. Run `make bench` or `python -m scripts.bench`."""

@@ -1,0 +1,364 @@
+"""The benchmark's parts: sbc, ess, floor and variants.
+
+Each takes the run's `Config` and returns {"tables": [Table, ...], "records": {...}}, the
+records holding every fit (times, divergences, errors, quality) so that none is dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import statistics
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+
+from scripts.bench import chees, models
+from scripts.bench.hjax_runs import HjaxRun, sample_twice
+from scripts.bench.models import Data, Problem, take
+from scripts.bench.peers import Fit, Settings, StanRunner, choose_numpyro
+from scripts.bench.report import Table
+
+log = logging.getLogger("bench")
+NAN = float("nan")
+RHAT_LIMIT = 1.05
+
+
+@dataclass(frozen=True)
+class Config:
+    """What to run: dataset counts, the D at which quality, floor and variants are measured,
+    sampler settings per section, how long to time the gradient loop, where logs go."""
+
+    sizes: tuple[int, ...]
+    focus: int
+    sbc: Settings
+    ess: Settings
+    variants: Settings
+    floor_seconds: float
+    logs: Path
+
+
+# --- shared helpers ------------------------------------------------------------------------
+
+def _ratio(a: float, b: float) -> float:
+    return a / b if b and not math.isnan(b) else NAN
+
+
+def _peer_rate(fits: list[Fit], n: int) -> float:
+    """Completed fits per minute over the first `n` fits (cumulative time, failures included)."""
+    done = fits[:n]
+    seconds = sum(f.seconds for f in done)
+    return sum(f.error is None for f in done) * 60 / seconds if seconds else NAN
+
+
+def _hjax_rate(run: HjaxRun, n: int) -> float:
+    return NAN if run.error else (n - sum(run.failed)) * 60 / run.seconds
+
+
+def _fit_records(fits: list[Fit]) -> list[dict]:
+    return [{"dataset": i, **asdict(f)} for i, f in enumerate(fits)]
+
+
+def _stan(problem: Problem, settings: Settings, data: Data, config: Config,
+          count_warmup: bool = False) -> tuple[StanRunner, dict]:
+    runner = StanRunner(problem, settings, count_warmup)
+    logfile = config.logs / f"stan-build-{problem.name}.log"
+    seconds, compiled = runner.compile(take(data, 0), logfile)
+    log.info("  stan: %s in %.1f s", "compiled" if compiled else "found in cache", seconds)
+    return runner, {"seconds": seconds, "compiled": compiled, "log": str(logfile)}
+
+
+def _compile_cell(build: dict) -> str:
+    return f"{build['seconds']:.1f}" if build["compiled"] else f"{build['seconds']:.2f} (cached)"
+
+
+def _sweep(name: str, fit, data: Data, n: int, seed: int = 1) -> list[Fit]:
+    start = time.perf_counter()
+    fits = [fit(take(data, i), seed + i) for i in range(n)]
+    failed = sum(f.error is not None for f in fits)
+    log.info("  %s: %d fits in %.1f s (%d failed)", name, n, time.perf_counter() - start, failed)
+    return fits
+
+
+QUALITY_COLUMNS = ["model", "library", "fits", "failed", "median min bulk ESS / draw",
+                   "divergences", "fits with divergences", f"fits with R-hat > {RHAT_LIMIT}",
+                   "lockstep efficiency"]
+
+
+def _quality_row(model: str, library: str, qualities: list[dict], divergences: list[int],
+                 failed: list[bool], lockstep: float | None = None) -> list:
+    per_draw = [q["min_ess_per_draw"] for q in qualities if q]
+    return [model, library, len(divergences), sum(failed),
+            statistics.median(per_draw) if per_draw else NAN, sum(divergences),
+            sum(d > 0 for d in divergences),
+            sum(q["max_rhat"] > RHAT_LIMIT for q in qualities if q), lockstep]
+
+
+def _peer_quality_row(model: str, library: str, fits: list[Fit]) -> list:
+    return _quality_row(model, library, [f.quality for f in fits], [f.divergences for f in fits],
+                        [f.error is not None for f in fits])
+
+
+def _hjax_quality_row(model: str, library: str, run: HjaxRun) -> list:
+    return _quality_row(model, library, run.quality, run.divergences, run.failed,
+                        run.attrs.get("lockstep_efficiency"))
+
+
+def _failures(label: str, run) -> list[str]:
+    return [f"{label} failed: {run.error}"] if run.error else []
+
+
+# --- sbc -----------------------------------------------------------------------------------
+
+def sbc(config: Config) -> dict:
+    """SBC throughput (completed fits per minute) of hjax, NumPyro and Stan at each D, and
+    posterior quality at `config.focus`."""
+    s, n = config.sbc, max(config.sizes)
+    throughput = Table(
+        f"SBC throughput: completed fits per minute, {s.chains} chains x ({s.warmup} warmup + "
+        f"{s.draws} draws)",
+        ["model", "D", "hjax", "NumPyro", "Stan", "hjax / NumPyro", "hjax / Stan",
+         "hjax compile s", "NumPyro compile s", "Stan compile s", "NumPyro chain_method"],
+        notes=[
+            f"NumPyro and Stan fit the first {n} datasets once each, one after another (as their "
+            "users loop); their rate at D is the completed fits among the first D divided by "
+            "the cumulative time of those D fits (failed fits count in the time, not as "
+            "completed).",
+            "hjax is called twice per D on the same D datasets: the rate uses the second call; "
+            "compile = first - second call (near 0 or noise once an earlier D compiled the "
+            "same program).",
+            "NumPyro: compiled once (jit_model_args=True); chain_method picked per model as the "
+            "fastest over 2 datasets after a compiling fit; compile = that first fit - the "
+            "median timed fit. Stan: compile = the first stan.build (or a cache hit).",
+        ])
+    quality = Table(f"SBC posterior quality at D = {config.focus}", QUALITY_COLUMNS,
+                    notes=["Bulk ESS from arviz_stats.ess(method='bulk') on the constrained "
+                           "parameters hjax reports, for every library; min over parameters, "
+                           "divided by chains x draws; median over datasets."])
+    records = {}
+    for problem in (models.varying_intercept(), models.crossed_bernoulli()):
+        log.info("sbc: %s, %d datasets", problem.name, n)
+        data = models.simulate(problem, n)
+        choice = choose_numpyro(problem, s, data, seed=100_000)
+        method = choice.runner.chain_method
+        log.info("  numpyro: %s chosen (%s)", method, ", ".join(
+            f"{m} {statistics.mean(f.seconds for f in fits):.2f} s/fit"
+            for m, fits in choice.timed.items()))
+        numpyro_fits = _sweep("numpyro", choice.runner.fit, data, n)
+        stan, build = _stan(problem, s, data, config)
+        stan_fits = _sweep("stan", stan.fit, data, n)
+        hjax = {}
+        for d in config.sizes:
+            hjax[d] = sample_twice(problem, take(data, slice(0, d)), s)
+            log.info("  hjax D=%d: %.2f s (first call %.2f s)", d, hjax[d].seconds,
+                     hjax[d].first_seconds)
+            throughput.notes += _failures(f"{problem.name} hjax D={d}", hjax[d])
+        for d in config.sizes:
+            rates = (_hjax_rate(hjax[d], d), _peer_rate(numpyro_fits, d), _peer_rate(stan_fits, d))
+            throughput.rows.append([problem.name, d, *rates, _ratio(rates[0], rates[1]),
+                                    _ratio(rates[0], rates[2]), hjax[d].compile_seconds,
+                                    choice.compile_seconds, _compile_cell(build), method])
+        focus = config.focus
+        quality.rows += [
+            _hjax_quality_row(problem.name, "hjax", hjax[focus]),
+            _peer_quality_row(problem.name, "NumPyro", numpyro_fits[:focus]),
+            _peer_quality_row(problem.name, "Stan", stan_fits[:focus]),
+        ]
+        records[problem.name] = {
+            "hjax": {str(d): run.record() for d, run in hjax.items()},
+            "numpyro": {"chain_method": method, "compile_seconds": choice.compile_seconds,
+                        "method_trials": {m: {"first": asdict(choice.first[m]),
+                                              "timed": [asdict(f) for f in fits]}
+                                          for m, fits in choice.timed.items()},
+                        "fits": _fit_records(numpyro_fits)},
+            "stan": {"build": build, "fits": _fit_records(stan_fits)},
+        }
+    return {"tables": [throughput, quality], "records": records}
+
+
+# --- ess -----------------------------------------------------------------------------------
+
+def ess(config: Config) -> dict:
+    """Efficiency on two reference posteriors (eight schools, radon): bulk ESS per second and
+    per 1000 gradient evaluations, warmup included in the gradient count."""
+    s = config.ess
+    table = Table(
+        f"ESS on reference posteriors, {s.chains} chains x ({s.warmup} warmup + {s.draws} draws)",
+        ["model", "library", "run s", "compile s", "grad evals", "min bulk ESS",
+         "mean bulk ESS", "min ESS / s", "min ESS / 1000 grads", "divergences", "max R-hat"],
+        notes=[
+            "run s excludes compilation: hjax's second call; NumPyro's second timed fit of its "
+            "fastest chain_method (warmup and sampling as two calls, to count warmup steps); "
+            "Stan's fit after a first stan.build.",
+            "grad evals = leapfrog steps of warmup and sampling, all chains (hjax attr "
+            "grad_evals; NumPyro num_steps; Stan n_leapfrog__ with save_warmup=True).",
+            "ESS over the constrained parameters (eight schools: mu, theta_sd (tau), theta; "
+            "radon: b0, b_floor, b_uppm, a_sd, sigma, a).",
+        ])
+    records = {}
+    for problem in (models.eight_schools(), models.radon()):
+        log.info("ess: %s", problem.name)
+        data = models.observed(problem)
+        hjax = sample_twice(problem, data, s)
+        table.notes += _failures(f"{problem.name} hjax", hjax)
+        choice = choose_numpyro(problem, s, data, seed=1, count_warmup=True)
+        numpyro_fit = choice.timed[choice.runner.chain_method][-1]
+        stan, build = _stan(problem, s, data, config, count_warmup=True)
+        stan_fit = stan.fit(take(data, 0), seed=1)
+        entries = [
+            ("hjax", hjax.seconds, hjax.compile_seconds, hjax.attrs.get("grad_evals", 0),
+             hjax.quality[0] if hjax.quality else {}, sum(hjax.divergences), hjax.error),
+            ("NumPyro", numpyro_fit.seconds, choice.compile_seconds, numpyro_fit.grad_evals,
+             numpyro_fit.quality, numpyro_fit.divergences, numpyro_fit.error),
+            ("Stan", stan_fit.seconds, _compile_cell(build), stan_fit.grad_evals,
+             stan_fit.quality, stan_fit.divergences, stan_fit.error),
+        ]
+        for library, seconds, compile_s, grads, q, divergences, error in entries:
+            low = q.get("min_ess_bulk", NAN)
+            table.rows.append([problem.name, library, seconds, compile_s, grads, low,
+                               q.get("mean_ess_bulk", NAN), _ratio(low, seconds),
+                               _ratio(1000 * low, grads), divergences, q.get("max_rhat", NAN)])
+            if error:
+                table.notes.append(f"{problem.name} {library} failed: {error}")
+        records[problem.name] = {
+            "hjax": hjax.record(),
+            "numpyro": {"chain_method": choice.runner.chain_method,
+                        "compile_seconds": choice.compile_seconds,
+                        "fits": {m: [asdict(f) for f in fits] for m, fits in choice.timed.items()}},
+            "stan": {"build": build, "fit": asdict(stan_fit)},
+        }
+    return {"tables": [table], "records": records}
+
+
+# --- floor ---------------------------------------------------------------------------------
+
+def gradient_seconds(problem: Problem, data: Data, lanes: int, target: float) -> float:
+    """Seconds per step of `lanes` vmapped value-and-gradient evaluations of the log density.
+
+    A jitted `fori_loop` moves the positions each step by a tiny function of the gradient, so
+    XLA can hoist nothing out of the loop; data are an argument, not a constant. The step count
+    doubles (or scales) until one timed call lasts `target` seconds."""
+    model = problem.model
+    value_and_grad = jax.vmap(jax.value_and_grad(model.logdensity), in_axes=(0, None))
+
+    @jax.jit
+    def loop(positions, data, steps):
+        def body(_, carry):
+            positions, total = carry
+            value, grad = value_and_grad(positions, data)
+            positions = jax.tree.map(lambda x, g: x + 1e-6 * jnp.tanh(g), positions, grad)
+            return positions, total + value.sum()
+
+        return jax.lax.fori_loop(0, steps, body, (positions, jnp.zeros(())))
+
+    positions = jax.vmap(model.init)(jax.random.split(jax.random.key(0), lanes))
+    data = {k: jnp.asarray(v) for k, v in data.items()}
+    steps = 16
+    jax.block_until_ready(loop(positions, data, steps))  # compiles
+    while True:
+        start = time.perf_counter()
+        jax.block_until_ready(loop(positions, data, steps))
+        elapsed = time.perf_counter() - start
+        if elapsed >= target:
+            return elapsed / steps
+        steps = max(2 * steps, math.ceil(1.2 * steps * target / max(elapsed, 1e-6)))
+
+
+def floor(config: Config) -> dict:
+    """How close hjax's default run comes to the time of its executed gradient evaluations."""
+    s, d = config.sbc, config.focus
+    table = Table(
+        f"Gradient floor of the hjax default at D = {d}, {s.chains} chains x ({s.warmup} + "
+        f"{s.draws})",
+        ["model", "devices", "lanes", "grad evals useful", "grad evals executed",
+         "lockstep efficiency", "us per lane-step", "run s", "floor s", "floor / run"],
+        notes=[
+            "lanes = chains x vectorize (attr, else 1): the value-and-gradients one device "
+            "evaluates together. floor = (seconds per vmapped step of `lanes` gradients of "
+            "dataset 0, timed alone in a jitted fori_loop) x (grad_evals_executed / lanes) / "
+            "devices (attr, else 1).",
+        ])
+    records = {}
+    for problem in (models.varying_intercept(), models.crossed_bernoulli()):
+        log.info("floor: %s, D=%d", problem.name, d)
+        data = models.simulate(problem, d)
+        run = sample_twice(problem, data, s)
+        if run.error:
+            table.notes += _failures(problem.name, run)
+            continue
+        attrs = run.attrs
+        lanes = s.chains * attrs.get("vectorize", 1)
+        devices = attrs.get("devices", 1)
+        per_step = gradient_seconds(problem, take(data, 0), lanes, config.floor_seconds)
+        rows = attrs["grad_evals_executed"] / lanes
+        floor_seconds = per_step * rows / devices
+        table.rows.append([problem.name, devices, lanes, attrs["grad_evals"],
+                           attrs["grad_evals_executed"], attrs["lockstep_efficiency"],
+                           1e6 * per_step / lanes, run.seconds, floor_seconds,
+                           floor_seconds / run.seconds])
+        records[problem.name] = {"seconds_per_step": per_step, "lanes": lanes,
+                                 "devices": devices, "floor_seconds": floor_seconds,
+                                 "run": run.record()}
+    return {"tables": [table], "records": records}
+
+
+# --- variants ------------------------------------------------------------------------------
+
+VARIANTS = (
+    ("default", {}),
+    ("devices=1", {"devices": 1}),
+    ("vectorize=4", {"vectorize": 4}),
+    ("vectorize=16", {"vectorize": 16}),
+    ("dense_mass=True", {"dense_mass": True}),
+    ('init="pathfinder", warmup=200', {"init": "pathfinder", "warmup": 200}),
+)
+
+
+def variants(config: Config) -> dict:
+    """hjax's options, and ChEES-HMC, on the varying-intercept model at `config.focus`."""
+    s, d = config.variants, config.focus
+    problem = models.varying_intercept()
+    data = models.simulate(problem, d)
+    table = Table(
+        f"hjax variants: varying_intercept, D = {d}, {s.chains} chains x ({s.warmup} + "
+        f"{s.draws}) unless stated",
+        ["variant", "fits / min", "median min bulk ESS / draw", "divergences",
+         "fits with divergences", f"share of fits with R-hat > {RHAT_LIMIT}",
+         "lockstep efficiency", "compile s", "devices x vectorize"],
+        notes=["fits / min from the second of two calls; compile = first - second call.",
+               "ChEES-HMC: BlackJAX chees_adaptation (diagonal mass matrix, Adam 0.05, initial "
+               "step 0.1) then dynamic_hmc, chains vmapped, datasets by lax.map in one jit on "
+               "one device; lockstep efficiency over its chains' integration steps."])
+    records = {}
+    for label, options in VARIANTS:
+        log.info("variants: %s", label)
+        run = sample_twice(problem, data, s, **options)
+        table.notes += _failures(label, run)
+        rhats = [q["max_rhat"] > RHAT_LIMIT for q in run.quality]
+        per_draw = [q["min_ess_per_draw"] for q in run.quality]
+        attrs = run.attrs
+        table.rows.append([
+            label, _hjax_rate(run, d), statistics.median(per_draw) if per_draw else NAN,
+            sum(run.divergences), sum(x > 0 for x in run.divergences),
+            sum(rhats) / len(rhats) if rhats else NAN, attrs.get("lockstep_efficiency"),
+            run.compile_seconds if not run.error else NAN,
+            f"{attrs['devices']} x {attrs['vectorize']}" if "devices" in attrs else None])
+        records[label] = run.record()
+    log.info("variants: ChEES-HMC")
+    run = chees.sample_twice(problem, data, s)
+    table.notes += _failures("ChEES-HMC", run)
+    rhats = [q["max_rhat"] > RHAT_LIMIT for q in run.quality]
+    table.rows.append([
+        "ChEES-HMC (BlackJAX)", NAN if run.error else d * 60 / run.seconds,
+        statistics.median(q["min_ess_per_draw"] for q in run.quality) if run.quality else NAN,
+        sum(run.divergences), sum(x > 0 for x in run.divergences),
+        sum(rhats) / len(rhats) if rhats else NAN, run.lockstep_efficiency,
+        run.compile_seconds if not run.error else NAN, "1 x 1 (lax.map)"])
+    records["chees"] = {**asdict(run), "compile_seconds": run.compile_seconds}
+    return {"tables": [table], "records": records}
+
+
+SECTIONS = {"sbc": sbc, "ess": ess, "floor": floor, "variants": variants}
