@@ -70,7 +70,8 @@ def _run(kind: str, config_path: str | None, overrides: dict, config_dict: dict 
     n_datasets = (config.datasets if kind == "sbc" else
                   math.prod(len(v) for v in config.grid.values()) * config.replicates)
     click.echo(f"hjax {kind}: {config.model} ({n_datasets} datasets, {config.chains} chains "
-               f"x ({config.warmup} warmup + {config.draws} draws)) -> {out}")
+               f"x ({config.warmup} warmup + {config.draws} draws)) on "
+               f"{jax.local_device_count()} {jax.default_backend()} device(s) -> {out}")
     key = jax.random.key(config.seed)
     common = dict(key=key, chains=config.chains, warmup=config.warmup, draws=config.draws,
                   batch_size=config.batch_size, target_accept=config.target_accept,

@@ -14,6 +14,8 @@ import sys
 import time
 from pathlib import Path
 
+import jax
+
 from scripts.bench import machine, report, sections
 from scripts.bench.peers import Settings
 
@@ -85,11 +87,15 @@ def main(argv: list[str] | None = None) -> None:
                 "Stan cache ($XDG_CACHE_HOME)": os.environ.get("XDG_CACHE_HOME")}
     results = {}
     for name in args.sections:
+        # A fresh start per section: compiled programs of earlier ones are dropped (each holds
+        # memory mappings; a process may hold vm.max_map_count of them, 65530 by default).
+        jax.clear_caches()
         results[name] = sections.SECTIONS[name](cfg)
         for table in results[name]["tables"]:
             print("\n" + report.markdown_table(table), flush=True)
-    paths = report.write(args.out, command, info, settings, results,
-                         time.perf_counter() - start)
+        # Written after every section, so a crash keeps what is done.
+        paths = report.write(args.out, command, info, settings, results,
+                             time.perf_counter() - start)
     log.info("wrote %s and %s (%.1f min)", *paths, (time.perf_counter() - start) / 60)
 
 

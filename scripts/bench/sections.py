@@ -75,9 +75,30 @@ def _compile_cell(build: dict) -> str:
     return f"{build['seconds']:.1f}" if build["compiled"] else f"{build['seconds']:.2f} (cached)"
 
 
+def _memory_maps_nearly_full() -> bool:
+    """Whether this process holds over 3/4 of the memory mappings Linux allows it. NumPyro
+    compiles small programs on every run (about 180 mappings per fit here), and past
+    vm.max_map_count the next compile fails ("LLVM ERROR: Unable to allocate section
+    memory")."""
+    try:
+        limit = int(Path("/proc/sys/vm/max_map_count").read_text())
+        with open("/proc/self/maps") as maps:
+            return sum(1 for _ in maps) > 0.75 * limit
+    except OSError:
+        return False
+
+
 def _sweep(name: str, fit, data: Data, n: int, seed: int = 1) -> list[Fit]:
+    """Fit the first `n` datasets one after another. When memory mappings run short, compiled
+    programs are dropped and one untimed fit compiles again, so no fit's time includes it."""
     start = time.perf_counter()
-    fits = [fit(take(data, i), seed + i) for i in range(n)]
+    fits = []
+    for i in range(n):
+        if _memory_maps_nearly_full():
+            jax.clear_caches()
+            fit(take(data, i), seed + i)
+            log.info("  %s: compiled programs dropped before fit %d (memory maps)", name, i)
+        fits.append(fit(take(data, i), seed + i))
     failed = sum(f.error is not None for f in fits)
     log.info("  %s: %d fits in %.1f s (%d failed)", name, n, time.perf_counter() - start, failed)
     return fits
@@ -140,6 +161,7 @@ def sbc(config: Config) -> dict:
                            "divided by chains x draws; median over datasets."])
     records = {}
     for problem in (models.varying_intercept(), models.crossed_bernoulli()):
+        jax.clear_caches()
         log.info("sbc: %s, %d datasets", problem.name, n)
         data = models.simulate(problem, n)
         choice = choose_numpyro(problem, s, data, seed=100_000)
