@@ -19,7 +19,7 @@ import jax.numpy as jnp
 from scripts.bench import chees, models
 from scripts.bench.hjax_runs import HjaxRun, sample_twice
 from scripts.bench.models import Data, Problem, take
-from scripts.bench.peers import Fit, Settings, StanRunner, choose_numpyro
+from scripts.bench.peers import Fit, NumPyroRunner, Settings, StanRunner, choose_numpyro
 from scripts.bench.report import Table
 
 log = logging.getLogger("bench")
@@ -88,14 +88,25 @@ def _memory_maps_nearly_full() -> bool:
         return False
 
 
-def _sweep(name: str, fit, data: Data, n: int, seed: int = 1) -> list[Fit]:
-    """Fit the first `n` datasets one after another. When memory mappings run short, compiled
-    programs are dropped and one untimed fit compiles again, so no fit's time includes it."""
+def _numpyro_maker(problem: Problem, settings: Settings, method: str):
+    return lambda: NumPyroRunner(problem, settings, method).fit
+
+
+def _always(fit):
+    return lambda: fit
+
+
+def _sweep(name: str, fit, remake, data: Data, n: int, seed: int = 1) -> list[Fit]:
+    """Fit the first `n` datasets one after another with the compiled `fit`. When memory
+    mappings run short, compiled programs are dropped, `remake()` gives a fresh runner
+    (NumPyro's MCMC object fails once JAX's caches are cleared under it) and one untimed fit
+    compiles it again, so no fit's time includes the recompile."""
     start = time.perf_counter()
     fits = []
     for i in range(n):
         if _memory_maps_nearly_full():
             jax.clear_caches()
+            fit = remake()
             fit(take(data, i), seed + i)
             log.info("  %s: compiled programs dropped before fit %d (memory maps)", name, i)
         fits.append(fit(take(data, i), seed + i))
@@ -169,9 +180,10 @@ def sbc(config: Config) -> dict:
         log.info("  numpyro: %s chosen (%s)", method, ", ".join(
             f"{m} {statistics.mean(f.seconds for f in fits):.2f} s/fit"
             for m, fits in choice.timed.items()))
-        numpyro_fits = _sweep("numpyro", choice.runner.fit, data, n)
+        numpyro_fits = _sweep("numpyro", choice.runner.fit, _numpyro_maker(problem, s, method),
+                              data, n)
         stan, build = _stan(problem, s, data, config)
-        stan_fits = _sweep("stan", stan.fit, data, n)
+        stan_fits = _sweep("stan", stan.fit, _always(stan.fit), data, n)
         hjax = {}
         for d in config.sizes:
             hjax[d] = sample_twice(problem, take(data, slice(0, d)), s)
