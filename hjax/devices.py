@@ -11,6 +11,7 @@ per core when JAX has not started yet and nobody chose a count (`HJAX_CPU_DEVICE
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import jax
 
@@ -28,7 +29,7 @@ def available_cores() -> int:
     """
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     try:
-        quota, period = open("/sys/fs/cgroup/cpu.max").read().split()
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()
         if quota != "max":
             cores = min(cores, max(1, int(quota) // int(period)))
     except (OSError, ValueError):

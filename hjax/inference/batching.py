@@ -1,7 +1,7 @@
 """Many datasets: stacking them, laying a chunk out over devices, running chunks in turn.
 
-A chunk of datasets is split over `devices` (one shard each, run in parallel); on each device
-its datasets run `sequential` at a time through `lax.map`, each step vmapping `vectorized`
+A chunk of datasets is split over `devices` (one shard each, run in parallel); each device
+runs its share as `sequential` rows one after another (`lax.map`), a row vmapping `vectorized`
 datasets together (their chains always vmapped). All chunks have the same layout (the last is
 padded with copies of its final dataset, whose results are dropped), so the chunk program
 compiles once. Chunks run one after another from the host, each chunk's results moving to
