@@ -36,6 +36,7 @@ __all__ = [
     "HMCState",
     "Phase",
     "StepInfo",
+    "adapt",
     "init",
     "parameters",
     "schedule",
@@ -175,13 +176,19 @@ def parameters(state: NUTSState) -> NUTSParameters:
                           adapt.inverse_mass_matrix)
 
 
-def _adapt(adapt: AdaptationState, phase: Phase, position, acceptance_rate, target_accept,
-           dense_mass) -> AdaptationState:
+def adapt(state: AdaptationState, phase: Phase, position, acceptance_rate, target_accept,
+          dense_mass) -> AdaptationState:
+    """One warmup update: dual averaging of the step size, and in slow windows the Welford
+    estimate of the mass matrix, finalized (and dual averaging restarted) at a window's end.
+
+    Example:
+        >>> adaptation = adapt(state.adaptation, phase, position, 0.9, 0.8, False)
+    """
     _, mm_update, mm_final = mass_matrix_adaptation(not dense_mass)
     da_init, da_update, da_final = dual_averaging_adaptation(target_accept)
-    ss_state = da_update(adapt.step_size_state, acceptance_rate)
+    ss_state = da_update(state.step_size_state, acceptance_rate)
     mass_state = jax.lax.cond(phase.slow, lambda m: mm_update(m, position), lambda m: m,
-                              adapt.mass_state)
+                              state.mass_state)
 
     def end_window(args):
         # Stan restarts dual averaging from the window's average step size once the new mass
@@ -213,14 +220,14 @@ def step(
         >>> phases = schedule(200, 100)
         >>> state, info = step(key, state, jax.tree.map(lambda x: x[0], phases), logdensity_fn)
     """
-    adapt = state.adaptation
-    step_size = jnp.where(phase.adapting, adapt.step_size,
-                          jnp.exp(adapt.step_size_state.log_step_size_avg))
-    chain, info = _nuts(key, state.chain, logdensity_fn, step_size, adapt.inverse_mass_matrix,
-                        max_tree_depth)
-    adapt = jax.lax.cond(
+    adaptation = state.adaptation
+    step_size = jnp.where(phase.adapting, adaptation.step_size,
+                          jnp.exp(adaptation.step_size_state.log_step_size_avg))
+    chain, info = _nuts(key, state.chain, logdensity_fn, step_size,
+                        adaptation.inverse_mass_matrix, max_tree_depth)
+    adaptation = jax.lax.cond(
         phase.adapting,
-        lambda a: _adapt(a, phase, chain.position, info.acceptance_rate, target_accept,
-                         dense_mass),
-        lambda a: a, adapt)
-    return NUTSState(chain, adapt), info
+        lambda a: adapt(a, phase, chain.position, info.acceptance_rate, target_accept,
+                        dense_mass),
+        lambda a: a, adaptation)
+    return NUTSState(chain, adaptation), info

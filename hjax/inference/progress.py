@@ -16,7 +16,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Int
 from tqdm.auto import tqdm
 
-__all__ = ["progress_bar", "report"]
+__all__ = ["progress_bar", "report", "report_count"]
 
 _ACTIVE: list[tqdm] = []
 
@@ -59,3 +59,12 @@ def progress_bar(total: int, desc: str, enabled: bool) -> Iterator[tqdm | None]:
     finally:
         _ACTIVE.remove(bar)
         bar.close()
+
+
+def report_count(n: Int[Array, ""]) -> None:
+    """Inside a traced loop: advance the active bar by `n` (the caller decides how often).
+
+    Example:
+        >>> report_count(jnp.sum(ended))
+    """
+    jax.debug.callback(_advance, n)
