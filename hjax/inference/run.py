@@ -1,12 +1,13 @@
 """The compiled program for one chunk of datasets: init, warm start, warmup and draws.
 
-`fit_chunk` fits B datasets x C chains: every phase vmaps the single-chain functions of
-`hjax.inference.nuts` over chains, then over datasets; the iterations are a `lax.scan` outside
-both vmaps (so a progress callback fires once per step, not once per chain). `fit_layout`
-spreads a chunk over devices (`shard_map`, each device independent: no lockstep across them)
-and, on each device, runs rows of `fit_chunk` one after another (`lax.map`). Data are
-arguments of the compiled function, never constants in it, so one compile serves every chunk
-of every call with the same shapes, layout and settings.
+Two samplers run the same NUTS transitions with the same keys and starts. `fit_jobs` (the
+default, "nuts") runs a device's dataset x chain pairs as jobs on a fixed set of lanes that
+never wait for each other (`hjax.inference.lanes`). `fit_chunk` ("blackjax", the reference)
+vmaps BlackJAX's NUTS kernel (`hjax.inference.nuts`) over chains, then datasets, with the
+iterations in a `lax.scan` outside both vmaps: every lane waits for the longest trajectory.
+`fit_layout` spreads a chunk over devices (`shard_map`, each device independent: no lockstep
+across them). Data are arguments of the compiled function, never constants in it, so one
+compile serves every chunk of every call with the same shapes, layout and settings.
 """
 
 from __future__ import annotations
@@ -19,21 +20,24 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from blackjax.mcmc.hmc import HMCState
+from jax.flatten_util import ravel_pytree
 from jax.sharding import Mesh, PartitionSpec
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
+from hjax.inference import lanes as lanes_nuts
 from hjax.inference import nuts
 from hjax.inference.batching import Layout
 from hjax.inference.init import InitResult, init_position
 from hjax.inference.progress import report
 from hjax.inference.warmstart import warm_start
 
-__all__ = ["ChunkOutput", "FitConfig", "fit_chunk", "fit_layout", "run_chunk"]
+__all__ = ["ChunkOutput", "FitConfig", "fit_chunk", "fit_jobs", "fit_layout", "run_chunk"]
 
 
 class FitConfig(NamedTuple):
     """Static settings of a fit; each distinct value compiles its own program."""
 
+    sampler: str = "nuts"
     chains: int = 4
     warmup: int = 1000
     draws: int = 1000
@@ -60,6 +64,7 @@ class ChunkOutput(NamedTuple):
     warm_start_grad_evals: Int[Array, " B"]
     step_size: Float[Array, "B C"]
     inverse_mass_matrix: Array
+    grad_evals_executed: Float[Array, " B"]
 
 
 def _vmap2(fn):
@@ -109,19 +114,22 @@ def fit_chunk(
     key: PRNGKeyArray,
     dataset_index: Int[Array, " B"],
     data: dict[str, Array],
+    shared: dict[str, Array],
 ) -> ChunkOutput:
-    """Fit B datasets (`data` arrays lead with B) with C chains each, in one program.
+    """Fit B datasets (`data` arrays lead with B; `shared` columns are the same for all) with
+    C chains each, in one program.
 
     Dataset b's randomness comes from `fold_in(key, dataset_index[b])` alone, so its draws do
     not depend on which chunk it lands in or how wide the chunk is.
 
     Example:
-        >>> out = fit_chunk(model, FitConfig(warmup=200, draws=200), key, jnp.arange(2), batch)
+        >>> out = fit_chunk(model, FitConfig(warmup=200, draws=200), key, jnp.arange(2), batch, {})
         >>> out.draws["mu"].shape
         (2, 4, 200)
     """
     keys = jax.vmap(partial(jax.random.fold_in, key))(dataset_index)
-    init, imm, ws_evals = jax.vmap(partial(_starts, model, config))(keys, data)
+    init, imm, ws_evals = jax.vmap(
+        lambda key, data: _starts(model, config, key, {**shared, **data}))(keys, data)
     chain_keys = jax.vmap(lambda k: jax.vmap(partial(jax.random.fold_in, jax.random.fold_in(
         k, 2)))(jnp.arange(config.chains)))(keys)
     steps = config.warmup + config.draws
@@ -135,11 +143,11 @@ def fit_chunk(
             chains, imm)
 
     def transition(key, state, phase, data):
-        return nuts.step(key, state, phase, partial(model.logdensity, data=data),
+        return nuts.step(key, state, phase, partial(model.logdensity, data={**shared, **data}),
                          target_accept=config.target_accept, dense_mass=config.dense_mass,
                          max_tree_depth=config.max_tree_depth)
 
-    constrain = _vmap2(lambda position, data: model.constrain(position, data))
+    constrain = _vmap2(lambda position, data: model.constrain(position, {**shared, **data}))
     # Without save_warmup, draws go into a buffer carried through the loop (written in place
     # at t - warmup; warmup iterations write slot 0, which sampling then overwrites), so
     # memory holds `draws` iterations, not `warmup + draws`.
@@ -181,6 +189,90 @@ def fit_chunk(
         warm_start_grad_evals=ws_evals,
         step_size=params.step_size,
         inverse_mass_matrix=params.inverse_mass_matrix,
+        # Every lane of the row steps until the row's longest trajectory ends.
+        grad_evals_executed=jnp.full(dataset_index.shape, jnp.sum(
+            jnp.max(stats.n_steps, axis=(0, 1))) * config.chains, params.step_size.dtype),
+    )
+
+
+def fit_jobs(
+    model,
+    config: FitConfig,
+    key: PRNGKeyArray,
+    dataset_index: Int[Array, " B"],
+    valid: Bool[Array, " B"],
+    data: dict[str, Array],
+    shared: dict[str, Array],
+    *,
+    lanes: int,
+) -> ChunkOutput:
+    """Fit B datasets x C chains as B * C jobs on `lanes` lanes (`hjax.inference.lanes`).
+
+    Starts, keys and adaptation are those of `fit_chunk`, so a dataset's chains are the same
+    Markov chains in both; `valid` marks the datasets to fit (the others pad a chunk and are
+    skipped). Outputs as `fit_chunk`, with `grad_evals_executed` the lanes' share of the loop.
+
+    Example:
+        >>> out = fit_jobs(model, FitConfig(), key, jnp.arange(2), jnp.ones(2, bool), batch, {},
+        ...                lanes=4)
+        >>> out.draws["mu"].shape
+        (2, 4, 1000)
+    """
+    keys = jax.vmap(partial(jax.random.fold_in, key))(dataset_index)
+    init, imm, ws_evals = jax.vmap(
+        lambda key, data: _starts(model, config, key, {**shared, **data}))(keys, data)
+    chain_keys = jax.vmap(lambda k: jax.vmap(partial(jax.random.fold_in, jax.random.fold_in(
+        k, 2)))(jnp.arange(config.chains)))(keys)
+    n_datasets, chains = init.logdensity.shape
+    template = jax.tree.map(lambda x: x[0, 0], init.position)
+    _, unravel = ravel_pytree(template)
+    flat = jax.vmap(jax.vmap(lambda p: ravel_pytree(p)[0]))
+    n_dims = flat(init.position).shape[-1]
+    if imm is None:
+        imm = jnp.ones((n_datasets, n_dims), init.logdensity.dtype)
+    if config.dense_mass:
+        imm = jax.vmap(jnp.diag)(imm)
+    per_job = partial(jax.tree.map, lambda x: x.reshape(n_datasets * chains, *x.shape[2:]))
+    jobs = lanes_nuts.Jobs(
+        dataset=jnp.repeat(jnp.where(valid, jnp.arange(n_datasets), -1), chains),
+        key=per_job(chain_keys), position=per_job(flat(init.position)),
+        logdensity=per_job(init.logdensity), grad=per_job(flat(init.grad)),
+        inverse_mass_matrix=jnp.repeat(imm, chains, axis=0),
+        step_size=jnp.ones(n_datasets * chains, init.logdensity.dtype))
+
+    # Columns shared by all datasets are closed over, not copied to every lane: the model's
+    # gathers by a shared index vectorize across lanes, by per-lane indices they do not.
+    def logdensity(x, data):
+        return model.logdensity(unravel(x), {**shared, **data})
+
+    def constrain(x, data):
+        return ravel_pytree(model.constrain(unravel(x), {**shared, **data}))[0]
+
+    out = lanes_nuts.run(logdensity, constrain, data, jobs, lanes=lanes, warmup=config.warmup,
+                         draws=config.draws, target_accept=config.target_accept,
+                         dense_mass=config.dense_mass, max_tree_depth=config.max_tree_depth,
+                         save_warmup=config.save_warmup, progress=config.progress)
+    values = jax.eval_shape(model.constrain, template,
+                            {**shared, **jax.tree.map(lambda x: x[0], data)})
+    _, unravel_values = ravel_pytree(jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), values))
+    per_chain = partial(jax.tree.map, lambda x: x.reshape(n_datasets, chains, *x.shape[1:]))
+    values = per_chain(jax.vmap(jax.vmap(unravel_values))(out.draws))
+    stats = per_chain(out.stats)
+    split = config.warmup if config.save_warmup else 0
+    executed = out.iterations * lanes
+    n_valid = jnp.maximum(jnp.sum(valid), 1)
+    return ChunkOutput(
+        draws=jax.tree.map(lambda x: x[:, :, split:], values),
+        stats=jax.tree.map(lambda x: x[:, :, config.warmup:], stats),
+        warmup_draws=jax.tree.map(lambda x: x[:, :, :split], values) if split else None,
+        warmup_stats=jax.tree.map(lambda x: x[:, :, :config.warmup], stats),
+        init_positions=init.position,
+        init_tries=init.tries,
+        init_ok=init.ok,
+        warm_start_grad_evals=ws_evals,
+        step_size=per_chain(out.step_size),
+        inverse_mass_matrix=per_chain(out.inverse_mass_matrix),
+        grad_evals_executed=jnp.where(valid, executed / n_valid, 0.0),
     )
 
 
@@ -190,34 +282,43 @@ def fit_layout(
     layout: Layout,
     key: PRNGKeyArray,
     dataset_index: Int[Array, " B"],
+    valid: Bool[Array, " B"],
     data: dict[str, Array],
+    shared: dict[str, Array],
 ) -> ChunkOutput:
     """Fit a chunk of `layout.size` datasets laid out as `layout` says; outputs as `fit_chunk`.
 
-    Device j fits the j-th contiguous share; on it, rows of `layout.vectorized` consecutive
-    datasets run one after another. A dataset's draws depend only on its index, never on the
-    layout.
+    Device j fits the j-th contiguous share. With `config.sampler == "nuts"` its datasets'
+    chains are jobs on `layout.lanes` lanes (`fit_jobs`); with "blackjax", rows of
+    `layout.vectorized` consecutive datasets run one after another (`fit_chunk`). Datasets
+    not `valid` pad the chunk; `shared` columns are the same for every dataset. A dataset's
+    draws depend only on its index, never on the layout.
 
     Example:
-        >>> out = fit_layout(model, FitConfig(), Layout(2, 3, 1), key, jnp.arange(6), batch)
+        >>> out = fit_layout(model, FitConfig(), Layout(2, 1, 3, 4), key, jnp.arange(6),
+        ...                  jnp.ones(6, bool), batch, {})
         >>> out.draws["mu"].shape
         (6, 4, 1000)
     """
-    def on_device(index, data):
+    def on_device(index, valid, data, shared):
+        if config.sampler == "nuts":
+            return fit_jobs(model, config, key, index, valid, data, shared, lanes=layout.lanes)
+
         def rows(x):
             return x.reshape(layout.sequential, layout.vectorized, *x.shape[1:])
 
-        out = jax.lax.map(lambda args: fit_chunk(model, config, key, *args),
+        out = jax.lax.map(lambda args: fit_chunk(model, config, key, *args, shared),
                           jax.tree.map(rows, (index, data)))
         return jax.tree.map(lambda x: x.reshape(-1, *x.shape[2:]), out)
 
     if layout.devices == 1:
-        return on_device(dataset_index, data)
+        return on_device(dataset_index, valid, data, shared)
     mesh = Mesh(np.asarray(jax.local_devices()[:layout.devices]), ("device",))
     # Each device runs its own while loops: no collective inside, so no lockstep across devices.
-    sharded = jax.shard_map(on_device, mesh=mesh, in_specs=PartitionSpec("device"),
-                            out_specs=PartitionSpec("device"), check_vma=False)
-    return sharded(dataset_index, data)
+    split = PartitionSpec("device")
+    sharded = jax.shard_map(on_device, mesh=mesh, in_specs=(split, split, split, PartitionSpec()),
+                            out_specs=split, check_vma=False)
+    return sharded(dataset_index, valid, data, shared)
 
 
 run_chunk = eqx.filter_jit(fit_layout)

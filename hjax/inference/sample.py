@@ -15,8 +15,9 @@ import xarray as xr
 from jaxtyping import PRNGKeyArray
 
 from hjax.inference import diagnostics
-from hjax.inference.batching import as_batch, map_chunks, plan_layout
+from hjax.inference.batching import as_batch, map_chunks, plan_layout, shared_columns
 from hjax.inference.init import explain_nonfinite
+from hjax.inference.keys import sampling_key
 from hjax.inference.progress import progress_bar
 from hjax.inference.results import STAT_NAMES, to_datatree
 from hjax.inference.run import FitConfig, run_chunk
@@ -28,8 +29,17 @@ WARMUP = 1000
 WARM_START_WARMUP = 300
 
 
-def _check_settings(config: FitConfig, batch_size, vectorize, devices) -> None:
+SAMPLERS = ("nuts", "blackjax")
+
+
+def _check_settings(config: FitConfig, batch_size, lanes, vectorize, devices) -> None:
     problems = []
+    if config.sampler not in SAMPLERS:
+        problems.append(f"sampler must be 'nuts' or 'blackjax'; got {config.sampler!r}")
+    elif config.sampler == "nuts" and vectorize is not None:
+        problems.append("vectorize applies to sampler='blackjax'; sampler='nuts' takes lanes")
+    elif config.sampler == "blackjax" and lanes is not None:
+        problems.append("lanes applies to sampler='nuts'; sampler='blackjax' takes vectorize")
     if config.chains < 1:
         problems.append(f"chains must be >= 1; got {config.chains}")
     if config.draws < 1 or config.warmup < 0:
@@ -39,8 +49,8 @@ def _check_settings(config: FitConfig, batch_size, vectorize, devices) -> None:
     if config.init not in (None, "prior", *METHODS):
         problems.append(f"init must be None, 'prior', 'advi' or 'pathfinder'; got "
                         f"{config.init!r}")
-    for name, value in (("batch_size", batch_size), ("vectorize", vectorize),
-                        ("devices", devices)):
+    for name, value in (("batch_size", batch_size), ("lanes", lanes),
+                        ("vectorize", vectorize), ("devices", devices)):
         if value is not None and value < 1:
             problems.append(f"{name} must be >= 1; got {value}")
     if problems:
@@ -71,24 +81,12 @@ def _report_init_failures(model, out, data, batched: bool) -> None:
                   stacklevel=3)
 
 
-def _lockstep(n_steps: np.ndarray, vectorized: int) -> tuple[int, int]:
-    """Gradient evaluations executed (every lane waits for the longest trajectory among the
-    chains of the `vectorized` datasets vmapped with it) and useful (the sum of trajectory
-    lengths). `n_steps` is (D, C, T); padding datasets are not counted."""
-    d = n_steps.shape[0]
-    useful = int(n_steps.sum())
-    executed = 0
-    for start in range(0, d, vectorized):
-        row = n_steps[start:start + vectorized]
-        executed += int(row.max(axis=(0, 1)).sum()) * vectorized * row.shape[1]
-    return executed, useful
-
-
 def sample(
     model,
     data: Mapping | Sequence[Mapping],
     *,
     key: PRNGKeyArray,
+    sampler: str = "nuts",
     chains: int = 4,
     warmup: int | None = None,
     draws: int = 1000,
@@ -98,6 +96,7 @@ def sample(
     init: str | None = None,
     init_radius: float = 2.0,
     batch_size: int | None = None,
+    lanes: int | None = None,
     vectorize: int | None = None,
     devices: int | None = None,
     save_warmup: bool = False,
@@ -105,13 +104,19 @@ def sample(
     warn: bool = True,
     first_dataset: int = 0,
 ) -> xr.DataTree:
-    """Fit `model` to one dataset or many with BlackJAX NUTS and Stan's window adaptation.
+    """Fit `model` to one dataset or many with NUTS and Stan's window adaptation.
 
-    Each chain adapts its own step size and (diagonal, or dense) mass matrix. Chains are
-    vmapped; datasets are spread over the local devices, and on each device run one at a time
-    (CPU) or vmapped together (GPU/TPU), in chunks of `batch_size` that run one after another,
-    all through one compiled program. Dataset d's randomness is `fold_in(key, d)`, so its draws
-    do not depend on `batch_size`, `vectorize` or `devices`.
+    Each chain adapts its own step size and (diagonal, or dense) mass matrix. Datasets are
+    spread over the local devices in chunks of `batch_size` that run one after another, all
+    through one compiled program. The default sampler, "nuts", runs each device's chains as
+    jobs on `lanes` lanes that advance one leapfrog step per iteration each on its own
+    trajectory, so no chain waits for another's; "blackjax" vmaps BlackJAX's NUTS kernel
+    (chains, then `vectorize` datasets: every lane waits for the longest trajectory), the
+    reference the default is checked against. Both make the same transitions from the same
+    keys. Dataset d's randomness is `fold_in(key, d)`, so its chains are the same whatever
+    `batch_size`, `devices`, `lanes`, `vectorize` or sampler; bit for bit within a layout,
+    and up to rounding across layouts (their programs compile to differently rounded
+    arithmetic, which a long chain amplifies into other draws).
 
     Args:
         model: an `hj.Model`.
@@ -119,6 +124,7 @@ def sample(
             lead with a dataset axis) or a list of same-shaped datasets. Each is validated
             with `model.prepare`.
         key: a PRNG key.
+        sampler: "nuts" (lanes that never wait) or "blackjax" (vmapped BlackJAX NUTS kernel).
         chains: chains per dataset.
         warmup: adaptation iterations per chain; 1000, or 300 after a warm start (`init`).
         draws: iterations kept per chain after warmup.
@@ -133,9 +139,11 @@ def sample(
         init_radius: half-width of the uniform initialization in unconstrained space.
         batch_size: datasets per chunk (the last one padded; rounded up to fill the layout);
             by default all datasets, up to 1024 per device.
-        vectorize: datasets vmapped together on a device; by default 1 on CPU (vmapped NUTS
-            waits for the longest trajectory of all its lanes) and the device's whole share on
-            an accelerator. See `hjax.inference.batching.plan_layout`.
+        lanes: "nuts": chains advanced together on a device; by default 4 on CPU and all of
+            the device's chains on an accelerator. See `hjax.inference.batching.plan_layout`.
+        vectorize: "blackjax": datasets vmapped together on a device; by default 1 on CPU
+            (vmapped NUTS waits for the longest trajectory of all its lanes) and the device's
+            whole share on an accelerator.
         devices: local devices to spread datasets over; by default all of them (on CPU one
             per core, see `hj.use_cpu_cores`).
         save_warmup: also return the warmup iterations (`warmup_posterior`,
@@ -162,23 +170,24 @@ def sample(
         warmup = WARMUP if init in (None, "prior") else WARM_START_WARMUP
     if progress is None:
         progress = sys.stderr.isatty()
-    config = FitConfig(chains=chains, warmup=warmup, draws=draws, target_accept=target_accept,
-                       dense_mass=dense_mass, max_tree_depth=max_tree_depth, init=init,
-                       init_radius=init_radius, save_warmup=save_warmup,
-                       progress=bool(progress))
-    _check_settings(config, batch_size, vectorize, devices)
+    config = FitConfig(sampler=sampler, chains=chains, warmup=warmup, draws=draws,
+                       target_accept=target_accept, dense_mass=dense_mass,
+                       max_tree_depth=max_tree_depth, init=init, init_radius=init_radius,
+                       save_warmup=save_warmup, progress=bool(progress))
+    _check_settings(config, batch_size, lanes, vectorize, devices)
     batch, batched = as_batch(model, data)
     n_datasets = next(iter(batch.values())).shape[0]
     # An explicit batch_size is kept even above the number of datasets (padding), so that the
     # calls of a sweep split into batches, short last one included, share one compile.
-    layout = plan_layout(n_datasets, batch_size=batch_size, vectorize=vectorize,
-                         devices=devices)
+    layout = plan_layout(n_datasets, chains=chains, sampler=sampler, batch_size=batch_size,
+                         vectorize=vectorize, lanes=lanes, devices=devices)
     width = layout.size
     n_chunks = -(-n_datasets // width)
 
     start = time.perf_counter()
-    # Every device reports the iterations of each dataset it runs in sequence.
-    total = n_chunks * layout.devices * layout.sequential * (warmup + draws)
+    # "nuts" reports every chain's iterations; "blackjax" those of each row it runs in turn.
+    total = (n_datasets * chains if sampler == "nuts"
+             else n_chunks * layout.devices * layout.sequential) * (warmup + draws)
     with progress_bar(total, "hjax NUTS", config.progress) as bar:
         done = [0]
 
@@ -187,8 +196,13 @@ def sample(
             if bar is not None:
                 bar.set_postfix_str(f"{done[0]}/{n_datasets} datasets")
 
-        def fit(index, chunk):
-            return run_chunk(model, config, layout, key, index + first_dataset, chunk)
+        chain_key = sampling_key(key)
+        shared = shared_columns(batch)
+
+        def fit(index, valid, chunk):
+            varying = {k: v for k, v in chunk.items() if k not in shared}
+            return run_chunk(model, config, layout, chain_key, index + first_dataset, valid,
+                             varying, shared)
 
         out = map_chunks(fit, batch, width, on_chunk)
         jax.effects_barrier()
@@ -196,15 +210,16 @@ def sample(
 
     host_data = {k: np.asarray(v) for k, v in batch.items()}
     _report_init_failures(model, out, host_data, batched)
-    n_steps = np.concatenate([out.warmup_stats.n_steps, out.stats.n_steps], axis=-1)
-    executed, useful = _lockstep(n_steps, layout.vectorized)
+    useful = int(out.warmup_stats.n_steps.sum() + out.stats.n_steps.sum())
+    executed = int(round(float(out.grad_evals_executed.sum())))
+    layout_attrs = ({"lanes": layout.lanes} if sampler == "nuts"
+                    else {"sequential": layout.sequential, "vectorize": layout.vectorized})
     attrs = {
-        "inference_library": "blackjax", "sampler": "nuts", "chains": chains,
-        "warmup": warmup, "draws": draws, "target_accept": target_accept,
+        "inference_library": "hjax" if sampler == "nuts" else "blackjax", "sampler": sampler,
+        "chains": chains, "warmup": warmup, "draws": draws, "target_accept": target_accept,
         "dense_mass": int(dense_mass), "max_tree_depth": max_tree_depth,
         "init": init or "uniform", "batch_size": width, "backend": jax.default_backend(),
-        "devices": layout.devices, "sequential": layout.sequential,
-        "vectorize": layout.vectorized,
+        "devices": layout.devices, **layout_attrs,
         "sampling_time": elapsed,
         "grad_evals": useful + int(out.warm_start_grad_evals.sum()),
         "grad_evals_executed": executed,

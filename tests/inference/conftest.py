@@ -30,9 +30,10 @@ def eight_schools():
 
 @pytest.fixture(scope="session")
 def conjugate_fits():
-    """Fits of 16 conjugate datasets: batched, one by one, and with other chunk widths.
+    """Fits of 16 conjugate datasets: batched, one by one, and in other layouts, by both
+    samplers.
 
-    Shared by several tests because each distinct chunk width costs a compile; trace counts
+    Shared by several tests because each distinct layout costs a compile; trace counts
     are taken here, in order, so they do not depend on which test runs first.
     """
     model = conjugate_model(3, CountingModel)
@@ -48,13 +49,23 @@ def conjugate_fits():
     start = len(TRACES)
     alone = [sample(model, d, key=jax.random.key(9), **CONJUGATE) for d in datasets]
     traces_alone = len(TRACES) - start
-    width_one = sample(model, datasets[:6], key=key, batch_size=1, **CONJUGATE)
+    # Fewer datasets, the last chunk padded: the chunk program of `batched` again.
+    start = len(TRACES)
     padded = sample(model, datasets[:6], key=key, batch_size=4, **CONJUGATE)
-    traces_total = len(TRACES) - start - traces_alone
-    vectorized = sample(model, datasets[:6], key=key, vectorize=3, devices=1, **CONJUGATE)
+    traces_padded = len(TRACES) - start
+    width_one = sample(model, datasets[:6], key=key, batch_size=1, **CONJUGATE)
+    one_device = sample(model, datasets[:6], key=key, devices=1, **CONJUGATE)
+    blackjax = sample(model, datasets[:6], key=key, sampler="blackjax", batch_size=4,
+                      **CONJUGATE)
+    blackjax_one_device = sample(model, datasets[:6], key=key, sampler="blackjax",
+                                 devices=1, **CONJUGATE)
+    vectorized = sample(model, datasets[:6], key=key, sampler="blackjax", vectorize=3,
+                        devices=1, **CONJUGATE)
     return {
         "datasets": datasets, "batched": batched, "alone": alone,
-        "width_one": width_one, "padded": padded, "vectorized": vectorized,
+        "width_one": width_one, "padded": padded, "one_device": one_device,
+        "blackjax": blackjax, "blackjax_one_device": blackjax_one_device,
+        "vectorized": vectorized,
         "traces": {"batched": traces_batched, "again": traces_again, "alone": traces_alone,
-                   "reuse": traces_total},
+                   "reuse": traces_padded},
     }

@@ -53,12 +53,14 @@ def test_eight_schools_variants_match_posteriordb(eight_schools, init, dense_mas
     _assert_matches_reference(result, model, reference)
 
 
-def test_conjugate_normal_matches_exact_posterior(conjugate_fits):
-    """Every one of the 16 batched fits: posterior means and sds of (mu, theta) are exact."""
-    posterior = conjugate_fits["batched"].posterior.to_dataset()
+@pytest.mark.parametrize("fits", ["batched", "blackjax", "vectorized"])
+def test_conjugate_normal_matches_exact_posterior(conjugate_fits, fits):
+    """Every batched fit (16 by "nuts", 6 by "blackjax", 6 by "blackjax" vmapped 3 wide):
+    posterior means and sds of (mu, theta) are exact."""
+    posterior = conjugate_fits[fits].posterior.to_dataset()
     mean, sd, se_mean, se_sd = _moments(posterior)
-    for d, data in enumerate(conjugate_fits["datasets"]):
-        exact_mean, exact_cov = conjugate_posterior(data, groups=3)
+    for d in range(posterior.sizes["dataset"]):
+        exact_mean, exact_cov = conjugate_posterior(conjugate_fits["datasets"][d], groups=3)
         exact_sd = np.sqrt(np.diag(exact_cov))
         for name, idx in (("mu", 0), ("theta", slice(1, None))):
             z_mean = z_scores(mean[name][d], se_mean[name][d], exact_mean[idx])
