@@ -75,7 +75,7 @@ def _run(kind: str, config_path: str | None, overrides: dict, config_dict: dict 
     key = jax.random.key(config.seed)
     common = dict(key=key, chains=config.chains, warmup=config.warmup, draws=config.draws,
                   batch_size=config.batch_size, target_accept=config.target_accept,
-                  init=config.init,
+                  init=config.init, sampler=config.sampler, lanes=config.lanes,
                   directory=out / "batches", on_batch=_progress(kind))
     start = time.perf_counter()
     try:

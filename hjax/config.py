@@ -35,6 +35,9 @@ class StudyConfig(BaseModel):
     target_accept: float = Field(0.8, gt=0, lt=1)
     max_rank: int = Field(99, gt=0)
     init: Literal["prior", "advi", "pathfinder"] | None = None
+    sampler: Literal["nuts", "blackjax"] = Field(
+        "nuts", description="'nuts' (lanes that never wait) or 'blackjax' (the reference)")
+    lanes: int | None = Field(None, gt=0, description="nuts: chains advanced together per device")
     alpha: float = Field(0.01, gt=0, lt=1, description="uniformity-test level after correction")
     seed: int = 0
     output: str = "hjax-results/study"

@@ -51,6 +51,8 @@ def recover(
     batch_size: int = 16,
     target_accept: float = 0.8,
     init: str | None = None,
+    sampler: str = "nuts",
+    lanes: int | None = None,
     seed: int = 0,
     directory: str | os.PathLike | None = None,
     on_batch: Callable[[int, int], None] | None = None,
@@ -76,7 +78,8 @@ def recover(
     truths = recovery_truths(given, grid, replicates)
     n_datasets = next(iter(truths.values())).shape[0] if truths else replicates
     settings = StudySettings(chains=chains, warmup=warmup, draws=draws, batch_size=batch_size,
-                             target_accept=target_accept, init=init, seed=seed)
+                             target_accept=target_accept, init=init,
+                             sampler=sampler, lanes=lanes, seed=seed)
     extra = None if shrinkage is None else group_means(model, shrinkage)
     table = run_study(model, design, n_datasets=n_datasets, key=key, settings=settings,
                       given=truths, directory=directory, on_batch=on_batch, extra=extra)

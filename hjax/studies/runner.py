@@ -2,10 +2,11 @@
 
 A study of N datasets runs in batches of `batch_size`. Dataset i is simulated with
 `fold_in(simulation_key, i)` and fitted with `fold_in(fit_key, i)`, so its result does not depend
-on the batch it ran in. Each finished batch is written to its own netCDF file (written to a
-temporary name, then renamed: a killed run never leaves a half-written batch). Re-running the
-same study in the same directory skips the batches already on disk, so an interrupted run ends
-with exactly the results of an uninterrupted one.
+on the batch it ran in (bit for bit with the same `batch_size`; see `hj.sample` for others).
+Each finished batch is written to its own netCDF file (written to a temporary name, then
+renamed: a killed run never leaves a half-written batch). Re-running the same study in the same
+directory skips the batches already on disk, so an interrupted run ends with exactly the
+results of an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ class StudySettings(NamedTuple):
     max_rank: int = 99
     seed: int = 0
     init: str | None = None
+    sampler: str = "nuts"
+    lanes: int | None = None
 
 
 def truths_dataset(model, truths: Mapping[str, np.ndarray], indices: np.ndarray) -> xr.Dataset:
@@ -153,8 +156,8 @@ def run_study(
         # full width, so every batch runs the same compiled program.
         fit = sample(fit_model, data, key=fit_key, first_dataset=start, chains=settings.chains,
                      warmup=settings.warmup, draws=settings.draws, batch_size=width,
-                     target_accept=settings.target_accept, init=settings.init, progress=False,
-                     warn=False)
+                     target_accept=settings.target_accept, init=settings.init,
+                     sampler=settings.sampler, lanes=settings.lanes, progress=False, warn=False)
         table = score_batch(model, fit, truths, indices, settings)
         if extra is not None:
             table = table.merge(extra(fit, data, indices))

@@ -22,6 +22,8 @@ def sbc(
     batch_size: int = 16,
     target_accept: float = 0.8,
     init: str | None = None,
+    sampler: str = "nuts",
+    lanes: int | None = None,
     max_rank: int = 99,
     seed: int = 0,
     directory: str | os.PathLike | None = None,
@@ -40,8 +42,8 @@ def sbc(
         design: raw design columns (no observed ones), as for `model.prepare(observed=False)`.
         n_datasets: number of simulated datasets.
         key: root PRNG key.
-        chains, warmup, draws, target_accept, init: NUTS settings per dataset (see
-            `hj.sample`).
+        chains, warmup, draws, target_accept, init, sampler, lanes: NUTS settings per
+            dataset (see `hj.sample`).
         batch_size: datasets per batch (one compiled program, one stored file per batch).
         max_rank: upper bound on the number L of thinned draws each rank is taken among (the
             draws of each chain are thinned evenly; the table's `max_rank` holds L).
@@ -64,7 +66,8 @@ def sbc(
         False
     """
     settings = StudySettings(chains=chains, warmup=warmup, draws=draws, batch_size=batch_size,
-                             target_accept=target_accept, init=init, max_rank=max_rank, seed=seed)
+                             target_accept=target_accept, init=init,
+                             sampler=sampler, lanes=lanes, max_rank=max_rank, seed=seed)
     table = run_study(model, design, n_datasets=n_datasets, key=key, settings=settings,
                       directory=directory, on_batch=on_batch, fit_model=fit_model)
     return with_contraction(table)

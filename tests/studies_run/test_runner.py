@@ -52,6 +52,21 @@ def test_results_do_not_depend_on_batch_size(small):
     np.testing.assert_allclose(a["mean"], b["mean"], rtol=1e-4, atol=1e-4)
 
 
+def test_studies_run_either_sampler_to_the_same_results(small):
+    """The lanes sampler and the BlackJAX reference make the same transitions (in float64;
+    over long runs rounding differences grow, as chains are chaotic)."""
+    model, design = small
+    run = dict(n_datasets=2, key=jax.random.key(4), batch_size=2, chains=2, warmup=8, draws=8,
+               max_rank=7)
+    with jax.enable_x64(True):
+        lanes = hj.sbc(model, design, sampler="nuts", lanes=3, **run)
+        reference = hj.sbc(model, design, sampler="blackjax", **run)
+    np.testing.assert_allclose(lanes["mean"], reference["mean"], rtol=1e-8)
+    xr.testing.assert_equal(lanes["rank"], reference["rank"])
+    with pytest.raises(ValueError, match="lanes applies to sampler='nuts'"):
+        hj.sbc(model, design, sampler="blackjax", lanes=3, **run)
+
+
 def test_directory_of_another_study_is_refused(small, tmp_path):
     model, design = small
     hj.sbc(model, design, n_datasets=2, key=jax.random.key(0), batch_size=2,
