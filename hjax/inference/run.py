@@ -108,6 +108,35 @@ def _starts(model, config, key, data) -> tuple[InitResult, Array | None, Array]:
     return init, jnp.where(jnp.isfinite(imm) & (imm > 0), imm, 1.0), ws.grad_evals
 
 
+def _chunk_starts(model, config, key, dataset_index, data, shared):
+    """Per dataset: starts, warm-start mass matrices and gradient count, and chain keys, all
+    from `fold_in(key, dataset_index[b])`."""
+    keys = jax.vmap(partial(jax.random.fold_in, key))(dataset_index)
+    init, imm, ws_evals = jax.vmap(
+        lambda key, data: _starts(model, config, key, {**shared, **data}))(keys, data)
+    chain_keys = jax.vmap(lambda k: jax.vmap(partial(jax.random.fold_in, jax.random.fold_in(
+        k, 2)))(jnp.arange(config.chains)))(keys)
+    return init, imm, ws_evals, chain_keys
+
+
+def _chunk_output(config, values, stats, init, ws_evals, params, executed) -> ChunkOutput:
+    """Split (dataset, chain, iteration) values and statistics into warmup and draws."""
+    split = config.warmup if config.save_warmup else 0
+    return ChunkOutput(
+        draws=jax.tree.map(lambda x: x[:, :, split:], values),
+        stats=jax.tree.map(lambda x: x[:, :, config.warmup:], stats),
+        warmup_draws=jax.tree.map(lambda x: x[:, :, :split], values) if split else None,
+        warmup_stats=jax.tree.map(lambda x: x[:, :, :config.warmup], stats),
+        init_positions=init.position,
+        init_tries=init.tries,
+        init_ok=init.ok,
+        warm_start_grad_evals=ws_evals,
+        step_size=params.step_size,
+        inverse_mass_matrix=params.inverse_mass_matrix,
+        grad_evals_executed=executed,
+    )
+
+
 def fit_chunk(
     model,
     config: FitConfig,
@@ -127,11 +156,8 @@ def fit_chunk(
         >>> out.draws["mu"].shape
         (2, 4, 200)
     """
-    keys = jax.vmap(partial(jax.random.fold_in, key))(dataset_index)
-    init, imm, ws_evals = jax.vmap(
-        lambda key, data: _starts(model, config, key, {**shared, **data}))(keys, data)
-    chain_keys = jax.vmap(lambda k: jax.vmap(partial(jax.random.fold_in, jax.random.fold_in(
-        k, 2)))(jnp.arange(config.chains)))(keys)
+    init, imm, ws_evals, chain_keys = _chunk_starts(model, config, key, dataset_index, data,
+                                                    shared)
     steps = config.warmup + config.draws
 
     chains = HMCState(init.position, init.logdensity, init.grad)
@@ -176,23 +202,11 @@ def fit_chunk(
     # The loop stacks iterations first; callers want (dataset, chain, iteration).
     iteration_last = partial(jax.tree.map, lambda x: jnp.moveaxis(x, 0, 2))
     values, stats = iteration_last(values), iteration_last(stats)
-    split = config.warmup if config.save_warmup else 0
     params = jax.vmap(jax.vmap(nuts.parameters))(states)
-    return ChunkOutput(
-        draws=jax.tree.map(lambda x: x[:, :, split:], values),
-        stats=jax.tree.map(lambda x: x[:, :, config.warmup:], stats),
-        warmup_draws=jax.tree.map(lambda x: x[:, :, :split], values) if split else None,
-        warmup_stats=jax.tree.map(lambda x: x[:, :, :config.warmup], stats),
-        init_positions=init.position,
-        init_tries=init.tries,
-        init_ok=init.ok,
-        warm_start_grad_evals=ws_evals,
-        step_size=params.step_size,
-        inverse_mass_matrix=params.inverse_mass_matrix,
-        # Every lane of the row steps until the row's longest trajectory ends.
-        grad_evals_executed=jnp.full(dataset_index.shape, jnp.sum(
-            jnp.max(stats.n_steps, axis=(0, 1))) * config.chains, params.step_size.dtype),
-    )
+    # Every lane of the row steps until the row's longest trajectory ends.
+    executed = jnp.full(dataset_index.shape, jnp.sum(jnp.max(stats.n_steps, axis=(0, 1)))
+                        * config.chains, params.step_size.dtype)
+    return _chunk_output(config, values, stats, init, ws_evals, params, executed)
 
 
 def fit_jobs(
@@ -218,11 +232,8 @@ def fit_jobs(
         >>> out.draws["mu"].shape
         (2, 4, 1000)
     """
-    keys = jax.vmap(partial(jax.random.fold_in, key))(dataset_index)
-    init, imm, ws_evals = jax.vmap(
-        lambda key, data: _starts(model, config, key, {**shared, **data}))(keys, data)
-    chain_keys = jax.vmap(lambda k: jax.vmap(partial(jax.random.fold_in, jax.random.fold_in(
-        k, 2)))(jnp.arange(config.chains)))(keys)
+    init, imm, ws_evals, chain_keys = _chunk_starts(model, config, key, dataset_index, data,
+                                                    shared)
     n_datasets, chains = init.logdensity.shape
     template = jax.tree.map(lambda x: x[0, 0], init.position)
     _, unravel = ravel_pytree(template)
@@ -257,23 +268,10 @@ def fit_jobs(
     _, unravel_values = ravel_pytree(jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), values))
     per_chain = partial(jax.tree.map, lambda x: x.reshape(n_datasets, chains, *x.shape[1:]))
     values = per_chain(jax.vmap(jax.vmap(unravel_values))(out.draws))
-    stats = per_chain(out.stats)
-    split = config.warmup if config.save_warmup else 0
-    executed = out.iterations * lanes
-    n_valid = jnp.maximum(jnp.sum(valid), 1)
-    return ChunkOutput(
-        draws=jax.tree.map(lambda x: x[:, :, split:], values),
-        stats=jax.tree.map(lambda x: x[:, :, config.warmup:], stats),
-        warmup_draws=jax.tree.map(lambda x: x[:, :, :split], values) if split else None,
-        warmup_stats=jax.tree.map(lambda x: x[:, :, :config.warmup], stats),
-        init_positions=init.position,
-        init_tries=init.tries,
-        init_ok=init.ok,
-        warm_start_grad_evals=ws_evals,
-        step_size=per_chain(out.step_size),
-        inverse_mass_matrix=per_chain(out.inverse_mass_matrix),
-        grad_evals_executed=jnp.where(valid, executed / n_valid, 0.0),
-    )
+    params = nuts.NUTSParameters(per_chain(out.step_size), per_chain(out.inverse_mass_matrix))
+    # The lanes' iterations, shared among the datasets fitted.
+    executed = jnp.where(valid, out.iterations * lanes / jnp.maximum(jnp.sum(valid), 1), 0.0)
+    return _chunk_output(config, values, per_chain(out.stats), init, ws_evals, params, executed)
 
 
 def fit_layout(
