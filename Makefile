@@ -27,7 +27,7 @@ $(BENCH_STAMP): $(STAMP) pyproject.toml
 	$(PY) -m pip install --quiet -e '.[bench]'
 	@touch $(BENCH_STAMP)
 
-bench: $(BENCH_STAMP)  ## hjax vs NumPyro vs Stan, one process (~40 min on 2 cores; BENCH_ARGS=--quick)
+bench: $(BENCH_STAMP)  ## hjax vs NumPyro vs Stan, one process (~50 min on 2 cores; BENCH_ARGS=--quick)
 	$(PY) -m scripts.bench $(BENCH_ARGS)
 
 lint: $(STAMP)

@@ -301,6 +301,11 @@ def gradient_seconds(problem: Problem, data: Data, lanes: int, target: float) ->
         steps = max(2 * steps, math.ceil(1.2 * steps * target / max(elapsed, 1e-6)))
 
 
+def _lanes(attrs: dict) -> int:
+    """Gradients one device evaluates per step, from a fit's attrs."""
+    return attrs["lanes"] if "lanes" in attrs else attrs["chains"] * attrs["vectorize"]
+
+
 def floor(config: Config) -> dict:
     """How close hjax's default run comes to the time of its executed gradient evaluations."""
     s, d = config.sbc, config.focus
@@ -310,10 +315,10 @@ def floor(config: Config) -> dict:
         ["model", "devices", "lanes", "grad evals useful", "grad evals executed",
          "lockstep efficiency", "us per lane-step", "run s", "floor s", "floor / run"],
         notes=[
-            "lanes = chains x vectorize (attr, else 1): the value-and-gradients one device "
-            "evaluates together. floor = (seconds per vmapped step of `lanes` gradients of "
-            "dataset 0, timed alone in a jitted fori_loop) x (grad_evals_executed / lanes) / "
-            "devices (attr, else 1).",
+            "lanes: the value-and-gradients one device evaluates together (attr lanes of the "
+            "default sampler; chains x vectorize for sampler='blackjax'). floor = (seconds per "
+            "vmapped step of `lanes` gradients of dataset 0, timed alone in a jitted "
+            "fori_loop) x (grad_evals_executed / lanes) / devices.",
         ])
     records = {}
     for problem in (models.varying_intercept(), models.crossed_bernoulli()):
@@ -324,8 +329,8 @@ def floor(config: Config) -> dict:
             table.notes += _failures(problem.name, run)
             continue
         attrs = run.attrs
-        lanes = s.chains * attrs.get("vectorize", 1)
-        devices = attrs.get("devices", 1)
+        lanes = _lanes(attrs)
+        devices = attrs["devices"]
         per_step = gradient_seconds(problem, take(data, 0), lanes, config.floor_seconds)
         rows = attrs["grad_evals_executed"] / lanes
         floor_seconds = per_step * rows / devices
@@ -344,8 +349,10 @@ def floor(config: Config) -> dict:
 VARIANTS = (
     ("default", {}),
     ("devices=1", {"devices": 1}),
-    ("vectorize=4", {"vectorize": 4}),
-    ("vectorize=16", {"vectorize": 16}),
+    ("lanes=8", {"lanes": 8}),
+    ("lanes=16", {"lanes": 16}),
+    ('sampler="blackjax"', {"sampler": "blackjax"}),
+    ('sampler="blackjax", vectorize=16', {"sampler": "blackjax", "vectorize": 16}),
     ("dense_mass=True", {"dense_mass": True}),
     ('init="pathfinder", warmup=200', {"init": "pathfinder", "warmup": 200}),
 )
@@ -361,7 +368,7 @@ def variants(config: Config) -> dict:
         f"{s.draws}) unless stated",
         ["variant", "fits / min", "median min bulk ESS / draw", "divergences",
          "fits with divergences", f"share of fits with R-hat > {RHAT_LIMIT}",
-         "lockstep efficiency", "compile s", "devices x vectorize"],
+         "lockstep efficiency", "compile s", "devices x lanes"],
         notes=["fits / min from the second of two calls; compile = first - second call.",
                "ChEES-HMC: BlackJAX chees_adaptation (diagonal mass matrix, Adam 0.05, initial "
                "step 0.1) then dynamic_hmc, chains vmapped, datasets by lax.map in one jit on "
@@ -379,7 +386,7 @@ def variants(config: Config) -> dict:
             sum(run.divergences), sum(x > 0 for x in run.divergences),
             sum(rhats) / len(rhats) if rhats else NAN, attrs.get("lockstep_efficiency"),
             run.compile_seconds if not run.error else NAN,
-            f"{attrs['devices']} x {attrs['vectorize']}" if "devices" in attrs else None])
+            f"{attrs['devices']} x {_lanes(attrs)}" if "devices" in attrs else None])
         records[label] = run.record()
     log.info("variants: ChEES-HMC")
     run = chees.sample_twice(problem, data, s)
@@ -390,7 +397,7 @@ def variants(config: Config) -> dict:
         statistics.median(q["min_ess_per_draw"] for q in run.quality) if run.quality else NAN,
         sum(run.divergences), sum(x > 0 for x in run.divergences),
         sum(rhats) / len(rhats) if rhats else NAN, run.lockstep_efficiency,
-        run.compile_seconds if not run.error else NAN, "1 x 1 (lax.map)"])
+        run.compile_seconds if not run.error else NAN, f"1 x {s.chains} (lax.map)"])
     records["chees"] = {**asdict(run), "compile_seconds": run.compile_seconds}
     return {"tables": [table], "records": records}
 
