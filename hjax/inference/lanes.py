@@ -318,15 +318,22 @@ def run(
         dataset = jnp.maximum(jobs.dataset[row], 0)
         return _begin_transition(lane, warmup), jax.tree.map(lambda x: x[dataset], data)
 
-    def finish(lane: _Lane, stats: nuts.StepInfo) -> _Lane:
-        """Move to the transition's proposal, adapt during warmup, count the iteration."""
-        chosen = lane.tree.proposal.state
-        phase = jax.tree.map(lambda x: x[jnp.minimum(lane.iteration, total - 1)], phases)
-        adaptation = jax.lax.cond(
+    def phase_of(lane: _Lane) -> nuts.Phase:
+        """The warmup schedule's entry for the lane's current iteration."""
+        return jax.tree.map(lambda x: x[jnp.minimum(lane.iteration, total - 1)], phases)
+
+    def adapted(lane: _Lane, stats: nuts.StepInfo) -> nuts.AdaptationState:
+        """The warmup update of the lane's adaptation (unchanged after warmup)."""
+        phase = phase_of(lane)
+        return jax.lax.cond(
             phase.adapting,
-            lambda a: nuts.adapt(a, phase, chosen.position, stats.acceptance_rate,
-                                 target_accept, dense_mass),
+            lambda a: nuts.adapt(a, phase, lane.tree.proposal.state.position,
+                                 stats.acceptance_rate, target_accept, dense_mass),
             lambda a: a, lane.adaptation)
+
+    def finish(lane: _Lane, adaptation: nuts.AdaptationState) -> _Lane:
+        """Move to the transition's proposal, take the adaptation, count the iteration."""
+        chosen = lane.tree.proposal.state
         return lane._replace(position=chosen.position, logdensity=chosen.logdensity,
                              grad=chosen.grad, adaptation=adaptation,
                              iteration=lane.iteration + 1)
@@ -351,9 +358,16 @@ def run(
         # Idle lanes step too (on a placeholder): masking them would cost more than it saves.
         lane = jax.vmap(partial(_advance, logdensity_fn=logdensity_fn))(lane, data=lane_data)
         subtree_ended = jax.vmap(_subtree_ended)(lane) & (lane.job < n_jobs)
-        merged, ended = jax.vmap(partial(_merge, max_tree_depth=max_tree_depth))(lane)
-        return (_where(subtree_ended, merged, lane), lane_data, ended & subtree_ended,
-                iterations + 1)
+
+        def merge(lane):
+            merged, ended = jax.vmap(partial(_merge, max_tree_depth=max_tree_depth))(lane)
+            return _where(subtree_ended, merged, lane), ended & subtree_ended
+
+        # A trajectory of n steps ends a subtree on about log2(n) of them: on the other steps
+        # (no lane's subtree ended) the merge is skipped, not computed and discarded.
+        lane, ended = jax.lax.cond(jnp.any(subtree_ended), merge,
+                                   lambda lane: (lane, jnp.zeros_like(subtree_ended)), lane)
+        return lane, lane_data, ended, iterations + 1
 
     def transitions_end(carry):
         """Step until some transitions end; finish those lanes and write their results."""
@@ -362,7 +376,12 @@ def run(
         lane, lane_data, ended, iterations = jax.lax.while_loop(lambda c: ~jnp.any(c[2]), step,
                                                                 start)
         stats = jax.vmap(_statistics)(lane)
-        moved = jax.vmap(finish)(lane, stats)
+        # Under vmap a cond computes both branches: skip the update unless an ending lane adapts
+        # (never during sampling).
+        adapting = ended & jax.vmap(phase_of)(lane).adapting
+        adaptation = jax.lax.cond(jnp.any(adapting), lambda: jax.vmap(adapted)(lane, stats),
+                                  lambda: lane.adaptation)
+        moved = jax.vmap(finish)(lane, adaptation)
         done = ended & (moved.iteration == total)
         begun = jax.vmap(partial(_begin_transition, warmup=warmup))(moved)
         kept_at = lane.iteration - (0 if save_warmup else warmup)
