@@ -322,9 +322,8 @@ def run(
         """The warmup schedule's entry for the lane's current iteration."""
         return jax.tree.map(lambda x: x[jnp.minimum(lane.iteration, total - 1)], phases)
 
-    def adapted(lane: _Lane, stats: nuts.StepInfo) -> nuts.AdaptationState:
+    def adapted(lane: _Lane, stats: nuts.StepInfo, phase: nuts.Phase) -> nuts.AdaptationState:
         """The warmup update of the lane's adaptation (unchanged after warmup)."""
-        phase = phase_of(lane)
         return jax.lax.cond(
             phase.adapting,
             lambda a: nuts.adapt(a, phase, lane.tree.proposal.state.position,
@@ -378,8 +377,9 @@ def run(
         stats = jax.vmap(_statistics)(lane)
         # Under vmap a cond computes both branches: skip the update unless an ending lane adapts
         # (never during sampling).
-        adapting = ended & jax.vmap(phase_of)(lane).adapting
-        adaptation = jax.lax.cond(jnp.any(adapting), lambda: jax.vmap(adapted)(lane, stats),
+        phase = jax.vmap(phase_of)(lane)
+        adaptation = jax.lax.cond(jnp.any(ended & phase.adapting),
+                                  lambda: jax.vmap(adapted)(lane, stats, phase),
                                   lambda: lane.adaptation)
         moved = jax.vmap(finish)(lane, adaptation)
         done = ended & (moved.iteration == total)
