@@ -15,9 +15,8 @@ configure_at_import()
 from hjax import catalog
 from hjax.cognitive.likelihoods import LBA, SDT, Wiener
 from hjax.inference import check, diagnose, sample, summary
-from hjax.model._data import encode
-from hjax.model._term import Const, Data, Sum, Term, exp, inv_logit, softplus
 from hjax.model.constraints import Constraint, CorrCholesky, Interval, Positive, Real
+from hjax.model.data import encode
 from hjax.model.fixed import Fixed
 from hjax.model.level import Crossed, Level, Nested
 from hjax.model.likelihoods import (
@@ -44,6 +43,8 @@ from hjax.model.priors import (
     StudentT,
     Uniform,
 )
+from hjax.model.terms import Const, Data, Sum, Term, exp, inv_logit, softplus
+from hjax.settings import FitSettings, StudySettings
 from hjax.studies.calibration import uniformity_test
 from hjax.studies.metrics import recovery_metrics, shrinkage
 from hjax.studies.plots import plot_ecdf_diff, plot_rank_hist, plot_recovery, plot_shrinkage
@@ -63,7 +64,7 @@ __all__ = [
     "Exponential", "Gamma", "LogNormal", "Beta", "Uniform", "LKJCholesky",
     "Constraint", "Real", "Positive", "Interval", "CorrCholesky",
     # inference
-    "use_cpu_cores", "sample", "summary", "diagnose", "check",
+    "use_cpu_cores", "sample", "summary", "diagnose", "check", "FitSettings", "StudySettings",
     # studies
     "sbc", "recover", "uniformity_test", "recovery_metrics", "shrinkage", "write_report",
     "plot_ecdf_diff", "plot_rank_hist", "plot_recovery", "plot_shrinkage", "catalog",

@@ -13,12 +13,12 @@ from __future__ import annotations
 import numpy as np
 
 from hjax.cognitive.likelihoods import SDT, Wiener
-from hjax.model._term import Data, exp
 from hjax.model.fixed import Fixed
 from hjax.model.level import Crossed, Level
 from hjax.model.likelihoods import BernoulliLogit, Gaussian
 from hjax.model.model import Model
 from hjax.model.priors import HalfCauchy, HalfNormal, LKJCholesky, Normal
+from hjax.model.terms import Data, exp
 
 
 def _groups(groups: int, per_group: int | list[int]) -> np.ndarray:

@@ -1,5 +1,9 @@
 """Study configs (YAML): validated before anything is compiled.
 
+A config is the study's `hj.StudySettings` (the same keys as `hj.sbc`'s options: chains,
+warmup, draws, sampler, batch_size, ...) plus what the study is: the model and its design
+sizes, how many datasets, the held values of a recovery, where results go.
+
 Example (configs/varying_intercept.yaml):
     model: varying_intercept
     args: {groups: 20, per_group: 10}
@@ -11,35 +15,26 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import math
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
+import pydantic
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 
 from hjax.catalog import SHIPPED
+from hjax.settings import FitSettings, StudySettings
 
 
-class StudyConfig(BaseModel):
+class StudyConfig(StudySettings):
     """Everything a study run needs; unknown keys and wrong types are errors."""
-
-    model_config = ConfigDict(extra="forbid")
 
     model: str = Field(description="a shipped model name or 'package.module:function'")
     args: dict[str, Any] = Field(default_factory=dict, description="design sizes for the builder")
-    datasets: int = Field(100, gt=0)
-    chains: int = Field(4, gt=0)
-    warmup: int = Field(500, ge=0)
-    draws: int = Field(500, gt=0)
-    batch_size: int = Field(16, gt=0)
-    target_accept: float = Field(0.8, gt=0, lt=1)
-    max_rank: int = Field(99, gt=0)
-    init: Literal["prior", "advi", "pathfinder"] | None = None
-    sampler: Literal["nuts", "blackjax"] = Field(
-        "nuts", description="'nuts' (lanes that never wait) or 'blackjax' (the reference)")
-    lanes: int | None = Field(None, gt=0, description="nuts: chains advanced together per device")
+    datasets: int = Field(100, gt=0, description="sbc: simulated datasets")
     alpha: float = Field(0.01, gt=0, lt=1, description="uniformity-test level after correction")
-    seed: int = 0
+    seed: int = Field(0, description="the study's key is jax.random.key(seed)")
     output: str = "hjax-results/study"
     x64: bool = False
     given: dict[str, float | list] = Field(default_factory=dict, description="recover: fixed")
@@ -52,6 +47,21 @@ class StudyConfig(BaseModel):
     def _builder_exists(self):
         builder(self.model)
         return self
+
+    def settings(self) -> StudySettings:
+        """The study settings of this config (its `StudySettings` fields)."""
+        return StudySettings(**self.model_dump(include=set(StudySettings.model_fields)))
+
+    def fit_settings(self) -> FitSettings:
+        """The settings of a single fit (`hjax fit`): one dataset, no batches."""
+        fields = set(FitSettings.model_fields) - {"batch_size"}
+        return FitSettings(**self.model_dump(include=fields))
+
+    def n_datasets(self, kind: str) -> int:
+        """Datasets of an "sbc" or a "recover" study."""
+        if kind == "sbc":
+            return self.datasets
+        return math.prod(len(v) for v in self.grid.values()) * self.replicates
 
 
 def builder(name: str):
@@ -69,22 +79,46 @@ def builder(name: str):
 
 
 def build(config: StudyConfig):
-    """(model, design) from the config's builder and args, with a clear error for bad args."""
+    """(model, design) from the config's builder and args: args are checked against the
+    builder's signature and type annotations, and a builder that fails says so in one line."""
     make = builder(config.model)
     accepted = inspect.signature(make).parameters
     unknown = sorted(set(config.args) - set(accepted))
     if unknown:
         raise ValueError(f"Model '{config.model}' takes no {unknown}; it takes "
                          f"{sorted(accepted)}.")
-    return make(**config.args)
+    try:
+        return pydantic.validate_call(make)(**config.args)
+    except ValidationError as error:
+        problems = "; ".join(f"args.{'.'.join(map(str, p['loc']))}: {p['msg']} (got "
+                             f"{p['input']!r})" for p in error.errors())
+        raise ValueError(f"Model '{config.model}': {problems}.") from None
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"Model '{config.model}' could not be built from args {config.args}: "
+                         f"{error}") from None
+
+
+def _yaml_problem(path: Path, error: yaml.YAMLError) -> str:
+    mark = getattr(error, "problem_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+    problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+    return f"{path}: not valid YAML{where}: {problem}. Fix the file's syntax (key: value lines)."
 
 
 def load(path: str | Path, **overrides) -> StudyConfig:
-    """Read and validate a YAML config; `overrides` (e.g. from the command line) win."""
+    """Read and validate a YAML config; `overrides` (e.g. from the command line) win.
+
+    Example:
+        >>> load("configs/varying_intercept.yaml", datasets=10).datasets
+        10
+    """
     path = Path(path)
-    if not path.exists():
+    if not path.is_file():
         raise ValueError(f"No config file at {path}.")
-    raw = yaml.safe_load(path.read_text()) or {}
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise ValueError(_yaml_problem(path, error)) from None
     if not isinstance(raw, dict):
         raise ValueError(f"{path}: expected a mapping of settings; got {type(raw).__name__}.")
     raw |= {k: v for k, v in overrides.items() if v is not None}
@@ -94,5 +128,6 @@ def load(path: str | Path, **overrides) -> StudyConfig:
         lines = [f"{path}: invalid config:"]
         for problem in error.errors():
             where = ".".join(str(p) for p in problem["loc"]) or "config"
-            lines.append(f"  {where}: {problem['msg']}")
+            message = problem["msg"].removeprefix("Value error, ")
+            lines.append(f"  {where}: {message}")
         raise ValueError("\n".join(lines)) from None

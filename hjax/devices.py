@@ -2,8 +2,8 @@
 
 JAX shows a CPU as one device, and XLA runs a small model's sampling loop on one thread of it.
 `hj.sample` spreads datasets over the local devices, so one device per core fits as many
-datasets at once as there are cores (on 2 cores: 16 fits of a 20-group model in 2.6 s instead
-of 5.4 s). JAX fixes its devices at its first operation: `import hjax` asks for one CPU device
+datasets at once as there are cores (measured in scripts/bench/RESULTS.md, variant
+`devices=1`). JAX fixes its devices at its first operation: `import hjax` asks for one CPU device
 per core when JAX has not started yet and nobody chose a count (`HJAX_CPU_DEVICES`,
 `XLA_FLAGS=--xla_force_host_platform_device_count`, or `jax_num_cpu_devices`).
 """

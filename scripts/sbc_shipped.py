@@ -36,10 +36,8 @@ def main():
                           warmup=args.warmup, draws=args.draws)
         model, design = cfg.build(config)
         start = time.perf_counter()
-        table = hj.sbc(model, design, n_datasets=config.datasets, key=jax.random.key(config.seed),
-                       chains=config.chains, warmup=config.warmup, draws=config.draws,
-                       batch_size=config.batch_size, max_rank=config.max_rank,
-                       directory=Path(args.out) / name / "batches")
+        table = hj.sbc(model, design, n_datasets=config.datasets, key=config.seed,
+                       settings=config.settings(), directory=Path(args.out) / name / "batches")
         elapsed = time.perf_counter() - start
         test = hj.uniformity_test(table, alpha=config.alpha)
         hj.write_report(Path(args.out) / name, table, test=test, title=f"SBC: {name}")

@@ -19,8 +19,8 @@ from hjax.cognitive.wiener import (
     wiener_sample_with_lapse,
 )
 from hjax.model import constraints as C
-from hjax.model._term import Const, Data, Term, as_term
-from hjax.model.likelihoods import Likelihood
+from hjax.model.likelihoods import Likelihood, count_excess
+from hjax.model.terms import Const, Data, Term, as_term
 
 
 def _term(**kwargs):
@@ -191,7 +191,7 @@ class SDT(Likelihood):
     hits: str = eqx.field(static=True, default="hits")
     false_alarms: str = eqx.field(static=True, default="false_alarms")
 
-    parameters = {"d_prime": C.real, "c": C.real, "n_signal": C.positive, "n_noise": C.positive}
+    parameters = {"d_prime": C.real, "c": C.real, "n_signal": C.counts, "n_noise": C.counts}
     observed = ("hits", "false_alarms")
 
     def log_prob(self, hits, false_alarms, d_prime, c, n_signal, n_noise):
@@ -206,3 +206,7 @@ class SDT(Likelihood):
         if np.any(values < 0) or np.any(values != np.round(values)):
             return "must be non-negative whole-number counts"
         return None
+
+    def check_columns(self, data):
+        return (count_excess(self.hits, self.n_signal, data)
+                or count_excess(self.false_alarms, self.n_noise, data))

@@ -1,4 +1,4 @@
-"""Many datasets: stacking them, laying a chunk out over devices, running chunks in turn.
+"""Many datasets: stacking them, the layout of a chunk, running chunks in turn.
 
 A chunk of datasets is split over `devices` (one shard each, run in parallel); each device
 runs its share on `lanes` lanes ("nuts" sampler) or as `sequential` rows one after another
@@ -10,7 +10,6 @@ the host, each chunk's results moving to host memory as it finishes.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import NamedTuple
 
@@ -19,17 +18,13 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool, Int
 
-__all__ = ["Layout", "as_batch", "map_chunks", "plan_layout", "shared_columns"]
-
-
-# Most datasets one device holds in one chunk: bounds memory for sweeps of thousands.
-MAX_PER_DEVICE = 1024
+__all__ = ["Layout", "as_batch", "map_chunks", "shared_columns", "where_rows"]
 
 
 class Layout(NamedTuple):
     """How one chunk of `size` datasets runs: over `devices`, each running `sequential` rows
-    of `vectorized` datasets; the "nuts" sampler runs a device's share (`sequential` = 1) on
-    `lanes` lanes."""
+    of `vectorized` datasets; the lanes sampler runs a device's share (`sequential` = 1) on
+    `lanes` lanes. Each sampler plans its own (`hjax.inference.samplers`)."""
 
     devices: int
     sequential: int
@@ -39,66 +34,6 @@ class Layout(NamedTuple):
     @property
     def size(self) -> int:
         return self.devices * self.sequential * self.vectorized
-
-
-# Chains the "nuts" sampler advances together on a CPU device (see `plan_layout`).
-CPU_LANES = 4
-
-
-def plan_layout(
-    n_datasets: int,
-    *,
-    chains: int = 4,
-    sampler: str = "nuts",
-    batch_size: int | None = None,
-    vectorize: int | None = None,
-    lanes: int | None = None,
-    devices: int | None = None,
-    backend: str | None = None,
-    available: int | None = None,
-) -> Layout:
-    """Lay a chunk of datasets out over devices, and on each device over lanes or vmaps.
-
-    Every local device of the backend gets a contiguous share (on CPU, one device per core:
-    see `hj.use_cpu_cores`). The "nuts" sampler runs a device's dataset x chain jobs on
-    `lanes` lanes that never wait for each other: all of them at once on an accelerator, and
-    `CPU_LANES` on a CPU, where each lane costs compute but an iteration's fixed cost is
-    shared. The "blackjax" sampler vmaps NUTS, which runs in lockstep (every lane waits for
-    the longest trajectory), so on CPU each device fits its datasets one at a time
-    (`vectorized=1`, chains vmapped) and on an accelerator all at once.
-
-    Args:
-        n_datasets: datasets to fit.
-        chains: chains per dataset.
-        sampler: "nuts" or "blackjax".
-        batch_size: datasets per chunk; by default all of them, up to `MAX_PER_DEVICE` per
-            device.
-        vectorize: "blackjax": datasets vmapped together on a device; by default 1 on CPU
-            and all of the device's share elsewhere.
-        lanes: "nuts": chains advanced together on a device; by default `CPU_LANES` on CPU
-            (whatever the chunk, so that the draws do not depend on it) and all of the
-            device's chains elsewhere.
-        devices: local devices to shard over; by default all (never more than datasets).
-        backend: "cpu", "gpu" or "tpu"; by default JAX's default backend.
-        available: the backend's local devices; by default as JAX counts them.
-
-    Example:
-        >>> plan_layout(64, backend="cpu", available=2)
-        Layout(devices=2, sequential=1, vectorized=32, lanes=4)
-        >>> plan_layout(64, sampler="blackjax", backend="gpu", available=1)
-        Layout(devices=1, sequential=1, vectorized=64, lanes=0)
-    """
-    backend = backend or jax.default_backend()
-    available = available or jax.local_device_count(backend)
-    devices = min(devices or available, available)
-    chunk = batch_size or min(n_datasets, MAX_PER_DEVICE * devices)
-    devices = min(devices, chunk)
-    share = math.ceil(chunk / devices)
-    if sampler == "nuts":
-        return Layout(devices, 1, share,
-                      lanes or (CPU_LANES if backend == "cpu" else share * chains))
-    width = min(vectorize or (1 if backend == "cpu" else share), share)
-    return Layout(devices, math.ceil(share / width), width)
 
 
 def _is_batched(arrays: Mapping[str, np.ndarray]) -> bool:
@@ -173,6 +108,17 @@ def shared_columns(batch: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         {'g': array([0, 1])}
     """
     return {k: np.asarray(v[0]) for k, v in batch.items() if np.all(v == v[:1])}
+
+
+def where_rows(mask: Bool[Array, " n"], new, old):
+    """Row by row (the leading axis of every leaf): `new` where `mask`, else `old`.
+
+    Example:
+        >>> where_rows(jnp.array([True, False]), jnp.ones((2, 3)), jnp.zeros((2, 3)))[:, 0]
+        Array([1., 0.], dtype=float32)
+    """
+    return jax.tree.map(
+        lambda n, o: jnp.where(mask.reshape(mask.shape + (1,) * (n.ndim - 1)), n, o), new, old)
 
 
 def _take(tree, index):

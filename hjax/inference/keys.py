@@ -20,7 +20,7 @@ import numpy as np
 from jax.extend.random import define_prng_impl, threefry_prng_impl
 from jaxtyping import Array, PRNGKeyArray
 
-__all__ = ["THREEFRY_INLINE", "sampling_key"]
+__all__ = ["THREEFRY_INLINE", "as_key", "sampling_key"]
 
 _ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))
 _PARITY = np.uint32(0x1BD11BDA)
@@ -90,3 +90,20 @@ def sampling_key(key: PRNGKeyArray) -> PRNGKeyArray:
     if str(jax.random.key_impl(key)) == "threefry2x32":
         return jax.random.wrap_key_data(jax.random.key_data(key), impl=THREEFRY_INLINE)
     return key
+
+
+def as_key(key: PRNGKeyArray | int) -> PRNGKeyArray:
+    """A PRNG key from a key or an int seed, or a TypeError saying what a key is.
+
+    Example:
+        >>> as_key(0)
+        Array((), dtype=key<fry>) overlaying:
+        [0 0]
+    """
+    if isinstance(key, int | np.integer) and not isinstance(key, bool):
+        return jax.random.key(int(key))
+    if isinstance(key, jax.Array) and (jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key)
+                                       or (key.dtype == jnp.uint32 and key.shape == (2,))):
+        return key
+    raise TypeError(f"key must be a PRNG key such as jax.random.key(0), or an int seed; got "
+                    f"{type(key).__name__} {key!r:.60}.")

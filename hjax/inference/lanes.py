@@ -2,15 +2,20 @@
 
 Vmapping BlackJAX's NUTS kernel over chains runs them in lockstep. A transition is two nested
 while loops (tree doublings, leapfrog steps), and under vmap every lane keeps stepping until
-the longest trajectory in the batch ends: on a 20-group model 4 vmapped chains used 48 % of
-the gradients they computed, and vmapping datasets together made it far worse.
+the longest trajectory in the batch ends, so most lanes compute gradients nobody uses
+(`lockstep_efficiency` in a fit's attrs; figures in scripts/bench/RESULTS.md), and vmapping
+datasets together makes it far worse.
 
 Here the loop runs over leapfrog steps instead. Every iteration advances each lane's own
 trajectory by one step; a lane whose transition ends adapts, records its draw and starts its
 next transition in the same iteration, and a lane whose chain has all its iterations takes
 the next (dataset, chain) job from the queue. Lanes idle only when the queue is empty, so
 datasets of very different cost can share lanes, and many lanes amortize the fixed cost of
-each loop iteration (on CPU, XLA pays about 0.15 us per kernel whatever its size).
+each loop iteration (on CPU, each kernel launch costs about the same whatever its size).
+
+The loop is written blackjax-style: module-level pure functions over named states (`_Lane`
+per lane, `_Stepping` for the inner loop over leapfrog steps, `_Loop` for the outer loop over
+transition ends) and a `_Run` of what never changes during a run.
 
 A transition is BlackJAX's multinomial NUTS, built from BlackJAX's integrator, metric,
 proposals and checkpoint bookkeeping, with its key derivation: from the same state and key
@@ -31,12 +36,16 @@ from blackjax.mcmc import integrators, metrics, proposal
 from blackjax.mcmc.integrators import IntegratorState
 from blackjax.mcmc.proposal import Proposal
 from blackjax.mcmc.trajectory import hmc_energy
+from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
-from hjax.inference import nuts
+from hjax.inference import adaptation
+from hjax.inference.adaptation import AdaptationState, Phase, Schedule, StepInfo
+from hjax.inference.batching import where_rows
+from hjax.inference.chunks import chunk_output, chunk_starts
 from hjax.inference.progress import report_count
 
-__all__ = ["Jobs", "LaneOutput", "run"]
+__all__ = ["Jobs", "LaneOutput", "fit_device", "run"]
 
 DIVERGENCE_THRESHOLD = 1000.0  # BlackJAX's default: energy error that makes a divergence
 
@@ -58,11 +67,13 @@ class Jobs(NamedTuple):
 
 
 class LaneOutput(NamedTuple):
-    """Per job: kept draws (flat, constrained), per-iteration statistics, adapted parameters;
-    and the loop's iteration count (every lane computes one gradient per iteration)."""
+    """Per job: kept draws (flat, constrained) and their statistics, the gradients of the
+    unkept warmup, adapted parameters; and the loop's iteration count (every lane computes
+    one gradient per iteration)."""
 
     draws: Float[Array, "J S c"]
-    stats: nuts.StepInfo  # each (J, T)
+    stats: StepInfo  # each (J, S)
+    warmup_grad_evals: Int[Array, " J"]
     step_size: Float[Array, " J"]
     inverse_mass_matrix: Array
     iterations: Int[Array, ""]
@@ -113,7 +124,7 @@ class _Lane(NamedTuple):
     position: Float[Array, " d"]
     logdensity: Float[Array, ""]
     grad: Float[Array, " d"]
-    adaptation: nuts.AdaptationState
+    adaptation: AdaptationState
     step_size: Float[Array, ""]
     tree: _Tree
 
@@ -154,13 +165,12 @@ def _begin_subtree(tree: _Tree) -> _Tree:
                          turning=jnp.zeros((), bool))
 
 
-def _begin_transition(lane: _Lane, warmup: int) -> _Lane:
+def _begin_transition(lane: _Lane, warmup: Int[Array, ""]) -> _Lane:
     """Draw the momentum and set up a one-point trajectory (BlackJAX's kernel start)."""
     key_momentum, key_integrator = jax.random.split(
         jax.random.fold_in(lane.chain_key, lane.iteration))
     adapt = lane.adaptation
-    step_size = jnp.where(lane.iteration < warmup, adapt.step_size,
-                          jnp.exp(adapt.step_size_state.log_step_size_avg))
+    step_size = adaptation.step_size_now(adapt, lane.iteration < warmup)
     imm = adapt.inverse_mass_matrix
     momentum = metrics.default_metric(imm).sample_momentum(key_momentum, lane.position)
     state = IntegratorState(lane.position, momentum, lane.logdensity, lane.grad)
@@ -242,199 +252,185 @@ def _merge(lane: _Lane, max_tree_depth: int) -> tuple[_Lane, Bool[Array, ""]]:
     return lane._replace(tree=tree), ended
 
 
-def _statistics(lane: _Lane) -> nuts.StepInfo:
+def _statistics(lane: _Lane) -> StepInfo:
     tree = lane.tree
     chosen = tree.proposal
-    return nuts.StepInfo(
+    return StepInfo(
         lp=chosen.state.logdensity, diverging=tree.diverging, tree_depth=tree.depth,
         n_steps=tree.n_states, energy=chosen.energy,
         acceptance_rate=jnp.exp(chosen.sum_log_p_accept) / tree.n_states,
         step_size=lane.step_size)
 
 
-def _where(mask, new, old):
-    """Per lane (leading axis) `new` where `mask`, else `old`."""
-    return jax.tree.map(
-        lambda n, o: jnp.where(mask.reshape(mask.shape + (1,) * (n.ndim - 1)), n, o), new, old)
 
+class _Run(NamedTuple):
+    """What every function of the loop reads and none changes: the model's functions, the
+    jobs and their datasets, and the settings."""
 
-def run(
-    logdensity_fn: FlatLogDensity,
-    constrain_fn: Callable[[Float[Array, " d"], dict[str, Array]], Float[Array, " c"]],
-    data: dict[str, Array],
-    jobs: Jobs,
-    *,
-    lanes: int,
-    warmup: int,
-    draws: int,
-    target_accept: float = 0.8,
-    dense_mass: bool = False,
-    max_tree_depth: int = 10,
-    save_warmup: bool = False,
-    progress: bool = False,
-) -> LaneOutput:
-    """Run every job's chain (`warmup + draws` NUTS iterations with Stan's adaptation) on
-    `lanes` lanes that each advance one leapfrog step per loop iteration.
+    logdensity_fn: FlatLogDensity
+    constrain_fn: Callable[[Float[Array, " d"], dict[str, Array]], Float[Array, " c"]]
+    data: dict[str, Array]
+    jobs: Jobs
+    n_real: Int[Array, ""]         # jobs to run; those after them pad a chunk
+    schedule: Schedule
+    target_accept: Float[Array, ""]
+    total: Int[Array, ""]          # iterations per chain: warmup + draws
+    kept_from: Int[Array, ""]      # the first iteration kept in the output
+    kept: int                      # iterations kept per chain
+    dense_mass: bool
+    max_tree_depth: int
+    report_every: Int[Array, ""] | None  # transitions per progress report; None: no reports
 
-    A job's draws depend on its key and start alone, never on the lanes or on other jobs.
-
-    Args:
-        logdensity_fn: log density of a flat unconstrained position and one dataset.
-        constrain_fn: the flat constrained values recorded as a draw.
-        data: the datasets' arrays, each with a leading dataset axis.
-        jobs: the chains; `jobs.dataset` indexes `data`. Jobs whose dataset is negative (the
-            padding of a chunk) are skipped.
-        lanes: chains advanced together; lanes beyond the jobs idle. Their number, not the
-            jobs', fixes the compiled arithmetic, so a job's draws are the same bits
-            whatever else runs beside it.
-        warmup, draws: iterations per chain; `save_warmup` keeps the warmup draws too.
-        target_accept, dense_mass, max_tree_depth: as `hj.sample`.
-        progress: advance the active progress bar (`hjax.inference.progress`) as
-            iterations end, about 100 times in all.
-
-    Example:
-        >>> out = run(logdensity_fn, constrain_fn, data, jobs, lanes=8, warmup=500, draws=500)
-        >>> out.draws.shape  # (jobs, draws, constrained size)
-    """
-    n_jobs = jobs.logdensity.shape[0]
-    n_real = jnp.sum(jobs.dataset >= 0)
-    total = warmup + draws
-    kept = total if save_warmup else draws
-    phases = nuts.schedule(warmup, draws)
-    every = max(1, n_jobs * total // 100)
-
-    def load(lane: _Lane, job: Int[Array, ""]) -> tuple[_Lane, dict[str, Array]]:
-        """Put job `job` on the lane; a lane given no job (job >= real jobs) idles."""
-        job = jnp.where(job < n_real, job, n_jobs)
-        row = jnp.minimum(job, n_jobs - 1)
-        start = nuts.init(nuts.HMCState(jobs.position[row], jobs.logdensity[row],
-                                        jobs.grad[row]),
-                          dense_mass=dense_mass, inverse_mass_matrix=jobs.inverse_mass_matrix[row],
-                          step_size=jobs.step_size[row])
-        lane = lane._replace(job=job, iteration=jnp.zeros_like(lane.iteration),
-                             chain_key=jobs.key[row], position=jobs.position[row],
-                             logdensity=jobs.logdensity[row], grad=jobs.grad[row],
-                             adaptation=start.adaptation)
-        dataset = jnp.maximum(jobs.dataset[row], 0)
-        return _begin_transition(lane, warmup), jax.tree.map(lambda x: x[dataset], data)
-
-    def phase_of(lane: _Lane) -> nuts.Phase:
-        """The warmup schedule's entry for the lane's current iteration."""
-        return jax.tree.map(lambda x: x[jnp.minimum(lane.iteration, total - 1)], phases)
-
-    def adapted(lane: _Lane, stats: nuts.StepInfo, phase: nuts.Phase) -> nuts.AdaptationState:
-        """The warmup update of the lane's adaptation (unchanged after warmup)."""
-        return jax.lax.cond(
-            phase.adapting,
-            lambda a: nuts.adapt(a, phase, lane.tree.proposal.state.position,
-                                 stats.acceptance_rate, target_accept, dense_mass),
-            lambda a: a, lane.adaptation)
-
-    def finish(lane: _Lane, adaptation: nuts.AdaptationState) -> _Lane:
-        """Move to the transition's proposal, take the adaptation, count the iteration."""
-        chosen = lane.tree.proposal.state
-        return lane._replace(position=chosen.position, logdensity=chosen.logdensity,
-                             grad=chosen.grad, adaptation=adaptation,
-                             iteration=lane.iteration + 1)
-
-    lane, lane_data = jax.vmap(
-        lambda job: load(_placeholder(jobs, max_tree_depth, dense_mass), job))(
-            jnp.arange(lanes))
-    one = jax.tree.map(lambda x: x[0], lane)
-    stats_shape = jax.eval_shape(_statistics, one)
-    value_shape = jax.eval_shape(constrain_fn, one.position,
-                                 jax.tree.map(lambda x: x[0], lane_data))
-    outputs = _Outputs(
-        stats=jax.tree.map(lambda s: jnp.zeros((n_jobs + 1, total), s.dtype), stats_shape),
-        draws=jnp.zeros((n_jobs + 1, kept + 1, *value_shape.shape), value_shape.dtype),
-        step_size=jnp.zeros((n_jobs + 1,), jobs.logdensity.dtype),
-        inverse_mass_matrix=jnp.zeros((n_jobs + 1, *jobs.inverse_mass_matrix.shape[1:]),
-                                      jobs.inverse_mass_matrix.dtype))
-
-    def step(carry):
-        """One leapfrog step on every lane; subtrees that end are merged."""
-        lane, lane_data, _, iterations = carry
-        # Idle lanes step too (on a placeholder): masking them would cost more than it saves.
-        lane = jax.vmap(partial(_advance, logdensity_fn=logdensity_fn))(lane, data=lane_data)
-        subtree_ended = jax.vmap(_subtree_ended)(lane) & (lane.job < n_jobs)
-
-        def merge(lane):
-            merged, ended = jax.vmap(partial(_merge, max_tree_depth=max_tree_depth))(lane)
-            return _where(subtree_ended, merged, lane), ended & subtree_ended
-
-        # A trajectory of n steps ends a subtree on about log2(n) of them: on the other steps
-        # (no lane's subtree ended) the merge is skipped, not computed and discarded.
-        lane, ended = jax.lax.cond(jnp.any(subtree_ended), merge,
-                                   lambda lane: (lane, jnp.zeros_like(subtree_ended)), lane)
-        return lane, lane_data, ended, iterations + 1
-
-    def transitions_end(carry):
-        """Step until some transitions end; finish those lanes and write their results."""
-        lane, lane_data, queued, pending, outputs, iterations = carry
-        start = (lane, lane_data, jnp.zeros_like(lane.job, bool), iterations)
-        lane, lane_data, ended, iterations = jax.lax.while_loop(lambda c: ~jnp.any(c[2]), step,
-                                                                start)
-        stats = jax.vmap(_statistics)(lane)
-        # Under vmap a cond computes both branches: skip the update unless an ending lane adapts
-        # (never during sampling).
-        phase = jax.vmap(phase_of)(lane)
-        adaptation = jax.lax.cond(jnp.any(ended & phase.adapting),
-                                  lambda: jax.vmap(adapted)(lane, stats, phase),
-                                  lambda: lane.adaptation)
-        moved = jax.vmap(finish)(lane, adaptation)
-        done = ended & (moved.iteration == total)
-        begun = jax.vmap(partial(_begin_transition, warmup=warmup))(moved)
-        kept_at = lane.iteration - (0 if save_warmup else warmup)
-        row = jnp.where(ended, lane.job, n_jobs)
-        finished = jnp.where(done, lane.job, n_jobs)
-        params = jax.vmap(nuts.parameters)(moved)
-        outputs = _Outputs(
-            stats=jax.tree.map(lambda b, s: b.at[row, lane.iteration].set(s),
-                               outputs.stats, stats),
-            draws=outputs.draws.at[row, jnp.where(kept_at >= 0, kept_at, kept)].set(
-                jax.vmap(constrain_fn)(moved.position, lane_data)),
-            step_size=outputs.step_size.at[finished].set(params.step_size),
-            inverse_mass_matrix=outputs.inverse_mass_matrix.at[finished].set(
-                params.inverse_mass_matrix))
-        pending = pending + jnp.sum(ended, dtype=jnp.int32)
-        if progress:
-            pending = jax.lax.cond(pending >= every,
-                                   lambda n: (report_count(n), jnp.zeros_like(n))[1],
-                                   lambda n: n, pending)
-        lane = _where(ended, begun, lane)
-
-        def take_jobs(lanes_and_data):
-            """Lanes whose chain is done take the next jobs in queue order."""
-            lane, lane_data = lanes_and_data
-            loaded, new_data = jax.vmap(load)(lane, jnp.where(
-                done, queued + jnp.cumsum(done) - 1, lane.job))
-            return _where(done, loaded, lane), _where(done, new_data, lane_data)
-
-        # Chains end once per `warmup + draws` transitions: skip the loading otherwise.
-        lane, lane_data = jax.lax.cond(jnp.any(done), take_jobs, lambda x: x, (lane, lane_data))
-        queued = queued + jnp.sum(done, dtype=jnp.int32)
-        return lane, lane_data, queued, pending, outputs, iterations
-
-    carry = (lane, lane_data, jnp.minimum(n_real, lanes).astype(jnp.int32),
-             jnp.zeros((), jnp.int32), outputs, jnp.zeros((), jnp.int32))
-    *_, pending, outputs, iterations = jax.lax.while_loop(
-        lambda carry: jnp.any(carry[0].job < n_jobs), transitions_end, carry)
-    if progress:
-        report_count(pending)
-    return LaneOutput(draws=outputs.draws[:n_jobs, :kept],
-                      stats=jax.tree.map(lambda x: x[:n_jobs], outputs.stats),
-                      step_size=outputs.step_size[:n_jobs],
-                      inverse_mass_matrix=outputs.inverse_mass_matrix[:n_jobs],
-                      iterations=iterations)
+    @property
+    def n_jobs(self) -> int:
+        return self.jobs.logdensity.shape[0]
 
 
 class _Outputs(NamedTuple):
-    """Per job (plus a spare row J that absorbs writes of lanes with nothing to write)."""
+    """Per job (plus a spare row J, and a spare column for draws and statistics, that absorb
+    writes of lanes with nothing to keep)."""
 
-    stats: nuts.StepInfo
+    stats: StepInfo
+    warmup_grad_evals: Int[Array, " J+1"]
     draws: Array
     step_size: Array
     inverse_mass_matrix: Array
+
+
+class _Stepping(NamedTuple):
+    """The inner loop: one leapfrog step on every lane until some transition ends."""
+
+    lanes: _Lane
+    lane_data: dict[str, Array]
+    ended: Bool[Array, " L"]
+    iterations: Int[Array, ""]
+
+
+class _Loop(NamedTuple):
+    """The outer loop: from one set of ending transitions to the next, until no job is left."""
+
+    lanes: _Lane
+    lane_data: dict[str, Array]
+    queued: Int[Array, ""]         # jobs taken from the queue so far
+    pending: Int[Array, ""]        # transitions not yet reported to the progress bar
+    outputs: _Outputs
+    iterations: Int[Array, ""]
+
+
+def _load(run: _Run, lane: _Lane, job: Int[Array, ""]) -> tuple[_Lane, dict[str, Array]]:
+    """Put job `job` on the lane and begin its first transition; a lane given no job (job >=
+    the real jobs) idles on a placeholder."""
+    jobs, n_jobs = run.jobs, run.n_jobs
+    job = jnp.where(job < run.n_real, job, n_jobs)
+    row = jnp.minimum(job, n_jobs - 1)
+    start = adaptation.init(jobs.position.shape[1], dtype=jnp.result_type(jobs.logdensity),
+                            dense_mass=run.dense_mass,
+                            inverse_mass_matrix=jobs.inverse_mass_matrix[row],
+                            step_size=jobs.step_size[row])
+    lane = lane._replace(job=job, iteration=jnp.zeros_like(lane.iteration),
+                         chain_key=jobs.key[row], position=jobs.position[row],
+                         logdensity=jobs.logdensity[row], grad=jobs.grad[row], adaptation=start)
+    dataset = jnp.maximum(jobs.dataset[row], 0)
+    return (_begin_transition(lane, run.schedule.warmup),
+            jax.tree.map(lambda x: x[dataset], run.data))
+
+
+def _adapted(run: _Run, lane: _Lane, stats: StepInfo, phase: Phase) -> AdaptationState:
+    """The warmup update of the lane's adaptation (unchanged after warmup)."""
+    return jax.lax.cond(
+        phase.adapting,
+        lambda a: adaptation.adapt(a, phase, lane.tree.proposal.state.position,
+                                   stats.acceptance_rate, run.target_accept, run.dense_mass),
+        lambda a: a, lane.adaptation)
+
+
+def _finish(lane: _Lane, adapted: AdaptationState) -> _Lane:
+    """Move to the transition's proposal, take the adaptation, count the iteration."""
+    chosen = lane.tree.proposal.state
+    return lane._replace(position=chosen.position, logdensity=chosen.logdensity,
+                         grad=chosen.grad, adaptation=adapted, iteration=lane.iteration + 1)
+
+
+def _leapfrog(run: _Run, state: _Stepping) -> _Stepping:
+    """One leapfrog step on every lane; subtrees that end are merged."""
+    # Idle lanes step too (on a placeholder): masking them would cost more than it saves.
+    lanes = jax.vmap(partial(_advance, logdensity_fn=run.logdensity_fn))(state.lanes,
+                                                                         data=state.lane_data)
+    subtree_ended = jax.vmap(_subtree_ended)(lanes) & (lanes.job < run.n_jobs)
+
+    def merge(lanes):
+        merged, ended = jax.vmap(partial(_merge, max_tree_depth=run.max_tree_depth))(lanes)
+        return where_rows(subtree_ended, merged, lanes), ended & subtree_ended
+
+    # A trajectory of n steps ends a subtree on about log2(n) of them: on the other steps
+    # (no lane's subtree ended) the merge is skipped, not computed and discarded.
+    lanes, ended = jax.lax.cond(jnp.any(subtree_ended), merge,
+                                lambda lanes: (lanes, jnp.zeros_like(subtree_ended)), lanes)
+    return _Stepping(lanes, state.lane_data, ended, state.iterations + 1)
+
+
+def _record(run: _Run, outputs: _Outputs, lane: _Lane, moved: _Lane, stats: StepInfo,
+            data: dict[str, Array], ended, done) -> _Outputs:
+    """Write the ended transitions' draws and statistics, and the adapted parameters of the
+    chains that are done."""
+    column = lane.iteration - run.kept_from
+    column = jnp.where(column >= 0, column, run.kept)
+    row = jnp.where(ended, lane.job, run.n_jobs)
+    finished = jnp.where(done, lane.job, run.n_jobs)
+    params = jax.vmap(adaptation.parameters)(moved.adaptation)
+    warming = jnp.where(lane.iteration < run.schedule.warmup, stats.n_steps, 0)
+    return _Outputs(
+        stats=jax.tree.map(lambda b, s: b.at[row, column].set(s), outputs.stats, stats),
+        warmup_grad_evals=outputs.warmup_grad_evals.at[row].add(warming),
+        draws=outputs.draws.at[row, column].set(jax.vmap(run.constrain_fn)(moved.position,
+                                                                           data)),
+        step_size=outputs.step_size.at[finished].set(params.step_size),
+        inverse_mass_matrix=outputs.inverse_mass_matrix.at[finished].set(
+            params.inverse_mass_matrix))
+
+
+def _take_jobs(run: _Run, lanes: _Lane, lane_data, done, queued):
+    """Lanes whose chain is done take the next jobs in queue order."""
+    loaded, new_data = jax.vmap(partial(_load, run))(
+        lanes, jnp.where(done, queued + jnp.cumsum(done) - 1, lanes.job))
+    return where_rows(done, loaded, lanes), where_rows(done, new_data, lane_data)
+
+
+def _report(run: _Run, pending: Int[Array, ""]) -> Int[Array, ""]:
+    """Advance the progress bar once enough transitions are pending; returns those left."""
+    if run.report_every is None:
+        return pending
+    return jax.lax.cond(pending >= run.report_every,
+                        lambda n: (report_count(n), jnp.zeros_like(n))[1], lambda n: n, pending)
+
+
+def _transitions_end(run: _Run, loop: _Loop) -> _Loop:
+    """Step until some transitions end; finish those lanes, write their results, and give
+    lanes whose chain is done their next job."""
+    stepping = jax.lax.while_loop(
+        lambda s: ~jnp.any(s.ended), partial(_leapfrog, run),
+        _Stepping(loop.lanes, loop.lane_data, jnp.zeros_like(loop.lanes.job, bool),
+                  loop.iterations))
+    lanes, ended = stepping.lanes, stepping.ended
+    stats = jax.vmap(_statistics)(lanes)
+    phase = jax.vmap(lambda lane: adaptation.phase_at(run.schedule, lane.iteration))(lanes)
+    # Under vmap a cond computes both branches: skip the update unless an ending lane adapts
+    # (never during sampling).
+    adapted = jax.lax.cond(jnp.any(ended & phase.adapting),
+                           lambda: jax.vmap(partial(_adapted, run))(lanes, stats, phase),
+                           lambda: lanes.adaptation)
+    moved = jax.vmap(_finish)(lanes, adapted)
+    done = ended & (moved.iteration == run.total)
+    begun = jax.vmap(partial(_begin_transition, warmup=run.schedule.warmup))(moved)
+    outputs = _record(run, loop.outputs, lanes, moved, stats, stepping.lane_data, ended, done)
+    pending = _report(run, loop.pending + jnp.sum(ended, dtype=jnp.int32))
+    lanes = where_rows(ended, begun, lanes)
+    # Chains end once per `warmup + draws` transitions: skip the loading otherwise.
+    lanes, lane_data = jax.lax.cond(
+        jnp.any(done), lambda args: _take_jobs(run, *args, done, loop.queued), lambda x: x,
+        (lanes, stepping.lane_data))
+    return _Loop(lanes, lane_data, loop.queued + jnp.sum(done, dtype=jnp.int32), pending,
+                 outputs, stepping.iterations)
 
 
 def _placeholder(jobs: Jobs, max_tree_depth: int, dense_mass: bool) -> _Lane:
@@ -446,9 +442,153 @@ def _placeholder(jobs: Jobs, max_tree_depth: int, dense_mass: bool) -> _Lane:
     flag = jnp.zeros((), bool)
     checkpoints = jnp.zeros((max_tree_depth, position.shape[0]), position.dtype)
     key = jobs.key[0]
-    tree = _Tree(key, logdensity, state, state, position, prop, count, count, flag, key, key,
-                 count, position, prop, checkpoints, checkpoints, flag, flag)
-    start = nuts.init(nuts.HMCState(position, logdensity, position),
-                      inverse_mass_matrix=jobs.inverse_mass_matrix[0], dense_mass=dense_mass)
-    return _Lane(count, count, key, position, logdensity, position, start.adaptation,
-                 logdensity, tree)
+    tree = _Tree(key=key, energy=logdensity, front=state, back=state, momentum_sum=position,
+                 proposal=prop, n_states=count, depth=count, to_right=flag, trajectory_key=key,
+                 proposal_key=key, steps=count, sub_momentum_sum=position, sub_proposal=prop,
+                 checkpoint_momenta=checkpoints, checkpoint_sums=checkpoints, diverging=flag,
+                 turning=flag)
+    start = adaptation.init(position.shape[0], dtype=jnp.result_type(logdensity),
+                            dense_mass=dense_mass, inverse_mass_matrix=jobs.inverse_mass_matrix[0])
+    return _Lane(job=count, iteration=count, chain_key=key, position=position,
+                 logdensity=logdensity, grad=position, adaptation=start, step_size=logdensity,
+                 tree=tree)
+
+
+def _start(run: _Run, lanes: int) -> _Loop:
+    """Every lane loaded with the first jobs, and empty outputs."""
+    jobs, n_jobs = run.jobs, run.n_jobs
+    placeholder = _placeholder(jobs, run.max_tree_depth, run.dense_mass)
+    lane, lane_data = jax.vmap(lambda job: _load(run, placeholder, job))(jnp.arange(lanes))
+    one = jax.tree.map(lambda x: x[0], lane)
+    value = jax.eval_shape(run.constrain_fn, one.position, jax.tree.map(lambda x: x[0],
+                                                                        lane_data))
+    outputs = _Outputs(
+        stats=StepInfo.zeros((n_jobs + 1, run.kept + 1), jobs.logdensity.dtype),
+        warmup_grad_evals=jnp.zeros((n_jobs + 1,), jnp.int32),
+        draws=jnp.zeros((n_jobs + 1, run.kept + 1, *value.shape), value.dtype),
+        step_size=jnp.zeros((n_jobs + 1,), jobs.logdensity.dtype),
+        inverse_mass_matrix=jnp.zeros((n_jobs + 1, *jobs.inverse_mass_matrix.shape[1:]),
+                                      jobs.inverse_mass_matrix.dtype))
+    zero = jnp.zeros((), jnp.int32)
+    return _Loop(lane, lane_data, jnp.minimum(run.n_real, lanes).astype(jnp.int32), zero,
+                 outputs, zero)
+
+
+def run(
+    logdensity_fn: FlatLogDensity,
+    constrain_fn: Callable[[Float[Array, " d"], dict[str, Array]], Float[Array, " c"]],
+    data: dict[str, Array],
+    jobs: Jobs,
+    schedule: Schedule,
+    *,
+    lanes: int,
+    draws: int,
+    saved_warmup: int = 0,
+    target_accept: float | Float[Array, ""] = 0.8,
+    dense_mass: bool = False,
+    max_tree_depth: int = 10,
+    progress: bool = False,
+) -> LaneOutput:
+    """Run every job's chain (`schedule.warmup + draws` NUTS iterations with Stan's
+    adaptation) on `lanes` lanes that each advance one leapfrog step per loop iteration.
+
+    A job's draws depend on its key and start alone, never on the lanes or on other jobs.
+
+    Args:
+        logdensity_fn: log density of a flat unconstrained position and one dataset.
+        constrain_fn: the flat constrained values recorded as a draw.
+        data: the datasets' arrays, each with a leading dataset axis.
+        jobs: the chains; `jobs.dataset` indexes `data`. Jobs whose dataset is negative (the
+            padding of a chunk) are skipped.
+        schedule: the warmup windows (`adaptation.schedule(warmup)`), a runtime value.
+        lanes: chains advanced together; lanes beyond the jobs idle. Their number, not the
+            jobs', fixes the compiled arithmetic, so a job's draws are the same bits
+            whatever else runs beside it.
+        draws: iterations kept per chain after warmup; `saved_warmup` (0, or the whole
+            warmup) warmup iterations are kept before them.
+        target_accept, dense_mass, max_tree_depth: as `hj.sample`.
+        progress: advance the active progress bar (`hjax.inference.progress`) as
+            iterations end, about 100 times in all.
+
+    Example:
+        >>> out = run(logdensity_fn, constrain_fn, data, jobs, adaptation.schedule(500),
+        ...           lanes=8, draws=500)
+        >>> out.draws.shape  # (jobs, draws, constrained size)
+    """
+    n_jobs = jobs.logdensity.shape[0]
+    total = schedule.warmup + draws
+    every = jnp.maximum(1, n_jobs * total // 100) if progress else None
+    setup = _Run(logdensity_fn, constrain_fn, data, jobs, jnp.sum(jobs.dataset >= 0), schedule,
+                 jnp.asarray(target_accept), total, schedule.warmup - saved_warmup,
+                 saved_warmup + draws, dense_mass, max_tree_depth, every)
+    loop = jax.lax.while_loop(lambda loop: jnp.any(loop.lanes.job < n_jobs),
+                              partial(_transitions_end, setup), _start(setup, lanes))
+    if progress:
+        report_count(loop.pending)
+    outputs, kept = loop.outputs, setup.kept
+    return LaneOutput(draws=outputs.draws[:n_jobs, :kept],
+                      stats=jax.tree.map(lambda x: x[:n_jobs, :kept], outputs.stats),
+                      warmup_grad_evals=outputs.warmup_grad_evals[:n_jobs],
+                      step_size=outputs.step_size[:n_jobs],
+                      inverse_mass_matrix=outputs.inverse_mass_matrix[:n_jobs],
+                      iterations=loop.iterations)
+
+
+def fit_device(model, program, runtime, key, dataset_index, valid, data, shared):
+    """Fit B datasets x C chains as B * C jobs on `program.layout.lanes` lanes; outputs as
+    `hjax.inference.chunks.ChunkOutput`.
+
+    Starts, keys and adaptation are those of the "blackjax" sampler
+    (`hjax.inference.blackjax_nuts.fit_rows`), so a dataset's chains are the same Markov
+    chains in both; `valid` marks the datasets to fit (the others pad a chunk and are
+    skipped); `grad_evals_executed` is the lanes' share of the loop.
+
+    Example:
+        >>> out = fit_device(model, program, runtime, key, jnp.arange(2), jnp.ones(2, bool),
+        ...                  batch, {})
+        >>> out.draws["mu"].shape
+        (2, 4, 1000)
+    """
+    init, imm, ws_evals, chain_keys = chunk_starts(model, program, runtime, key, dataset_index,
+                                                   data, shared)
+    n_datasets, chains = init.logdensity.shape
+    template = jax.tree.map(lambda x: x[0, 0], init.position)
+    _, unravel = ravel_pytree(template)
+    flat = jax.vmap(jax.vmap(lambda p: ravel_pytree(p)[0]))
+    n_dims = flat(init.position).shape[-1]
+    if imm is None:
+        imm = jnp.ones((n_datasets, n_dims), init.logdensity.dtype)
+    if program.dense_mass:
+        imm = jax.vmap(jnp.diag)(imm)
+    per_job = partial(jax.tree.map, lambda x: x.reshape(n_datasets * chains, *x.shape[2:]))
+    jobs = Jobs(
+        dataset=jnp.repeat(jnp.where(valid, jnp.arange(n_datasets), -1), chains),
+        key=per_job(chain_keys), position=per_job(flat(init.position)),
+        logdensity=per_job(init.logdensity), grad=per_job(flat(init.grad)),
+        inverse_mass_matrix=jnp.repeat(imm, chains, axis=0),
+        step_size=jnp.ones(n_datasets * chains, init.logdensity.dtype))
+
+    # Columns shared by all datasets are closed over, not copied to every lane: the model's
+    # gathers by a shared index vectorize across lanes, by per-lane indices they do not.
+    def logdensity(x, data):
+        return model.logdensity(unravel(x), {**shared, **data})
+
+    def constrain(x, data):
+        return ravel_pytree(model.constrain(unravel(x), {**shared, **data}))[0]
+
+    lanes = program.layout.lanes
+    out = run(logdensity, constrain, data, jobs, runtime.schedule, lanes=lanes,
+              draws=program.draws, saved_warmup=program.saved_warmup,
+              target_accept=runtime.target_accept, dense_mass=program.dense_mass,
+              max_tree_depth=program.max_tree_depth, progress=program.progress)
+    values = jax.eval_shape(model.constrain, template,
+                            {**shared, **jax.tree.map(lambda x: x[0], data)})
+    _, unravel_values = ravel_pytree(jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), values))
+    per_chain = partial(jax.tree.map, lambda x: x.reshape(n_datasets, chains, *x.shape[1:]))
+    values = per_chain(jax.vmap(jax.vmap(unravel_values))(out.draws))
+    params = adaptation.NUTSParameters(per_chain(out.step_size),
+                                       per_chain(out.inverse_mass_matrix))
+    # The lanes' iterations, shared among the datasets fitted.
+    executed = jnp.where(valid, out.iterations * lanes / jnp.maximum(jnp.sum(valid), 1), 0.0)
+    return chunk_output(program, values, per_chain(out.stats), per_chain(out.warmup_grad_evals),
+                        init, ws_evals, params, executed)

@@ -26,7 +26,7 @@ def _advance(n) -> None:
         _ACTIVE[-1].update(int(n))
 
 
-def report(iteration: Int[Array, ""], total: int) -> None:
+def report(iteration: Int[Array, ""], total: int | Int[Array, ""]) -> None:
     """Inside a traced loop: advance the active bar about 100 times over `total` iterations.
 
     Example:
@@ -34,9 +34,10 @@ def report(iteration: Int[Array, ""], total: int) -> None:
         ...     report(t, total=1000)
         ...     return carry, None
     """
-    every = max(1, total // 100)
+    every = jnp.maximum(1, total // 100)
     done = iteration + 1
-    step = jnp.where(done == total, total % every or every, every)
+    last = total % every
+    step = jnp.where(done == total, jnp.where(last == 0, every, last), every)
     jax.lax.cond((done % every == 0) | (done == total),
                  lambda: jax.debug.callback(_advance, step), lambda: None)
 

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 import numpy as np
 import xarray as xr
 
-from hjax.model._term import OBS
+from hjax.model.terms import OBS
 
 __all__ = ["STAT_NAMES", "to_datatree"]
 

@@ -7,6 +7,7 @@ import time
 import warnings
 from collections.abc import Mapping, Sequence
 from functools import partial
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -15,46 +16,16 @@ import xarray as xr
 from jaxtyping import PRNGKeyArray
 
 from hjax.inference import diagnostics
-from hjax.inference.batching import as_batch, map_chunks, plan_layout, shared_columns
+from hjax.inference.batching import Layout, as_batch, map_chunks, shared_columns
+from hjax.inference.chunks import ChunkOutput, Program, Runtime, run_chunk
 from hjax.inference.init import explain_nonfinite
-from hjax.inference.keys import sampling_key
+from hjax.inference.keys import as_key, sampling_key
 from hjax.inference.progress import progress_bar
 from hjax.inference.results import STAT_NAMES, to_datatree
-from hjax.inference.run import FitConfig, run_chunk
-from hjax.inference.warmstart import METHODS
+from hjax.inference.samplers import sampler_for
+from hjax.settings import FitSettings, validated
 
 __all__ = ["sample"]
-
-WARMUP = 1000
-WARM_START_WARMUP = 300
-
-
-SAMPLERS = ("nuts", "blackjax")
-
-
-def _check_settings(config: FitConfig, batch_size, lanes, vectorize, devices) -> None:
-    problems = []
-    if config.sampler not in SAMPLERS:
-        problems.append(f"sampler must be 'nuts' or 'blackjax'; got {config.sampler!r}")
-    elif config.sampler == "nuts" and vectorize is not None:
-        problems.append("vectorize applies to sampler='blackjax'; sampler='nuts' takes lanes")
-    elif config.sampler == "blackjax" and lanes is not None:
-        problems.append("lanes applies to sampler='nuts'; sampler='blackjax' takes vectorize")
-    if config.chains < 1:
-        problems.append(f"chains must be >= 1; got {config.chains}")
-    if config.draws < 1 or config.warmup < 0:
-        problems.append(f"need draws >= 1 and warmup >= 0; got {config.draws}, {config.warmup}")
-    if not 0 < config.target_accept < 1:
-        problems.append(f"target_accept must be in (0, 1); got {config.target_accept}")
-    if config.init not in (None, "prior", *METHODS):
-        problems.append(f"init must be None, 'prior', 'advi' or 'pathfinder'; got "
-                        f"{config.init!r}")
-    for name, value in (("batch_size", batch_size), ("lanes", lanes),
-                        ("vectorize", vectorize), ("devices", devices)):
-        if value is not None and value < 1:
-            problems.append(f"{name} must be >= 1; got {value}")
-    if problems:
-        raise ValueError("hj.sample: " + "; ".join(problems) + ".")
 
 
 def _report_init_failures(model, out, data, batched: bool) -> None:
@@ -85,24 +56,12 @@ def sample(
     model,
     data: Mapping | Sequence[Mapping],
     *,
-    key: PRNGKeyArray,
-    sampler: str = "nuts",
-    chains: int = 4,
-    warmup: int | None = None,
-    draws: int = 1000,
-    target_accept: float = 0.8,
-    dense_mass: bool = False,
-    max_tree_depth: int = 10,
-    init: str | None = None,
-    init_radius: float = 2.0,
-    batch_size: int | None = None,
-    lanes: int | None = None,
-    vectorize: int | None = None,
-    devices: int | None = None,
-    save_warmup: bool = False,
+    key: PRNGKeyArray | int,
+    settings: FitSettings | None = None,
     progress: bool | None = None,
     warn: bool = True,
     first_dataset: int = 0,
+    **options,
 ) -> xr.DataTree:
     """Fit `model` to one dataset or many with NUTS and Stan's window adaptation.
 
@@ -116,43 +75,26 @@ def sample(
     keys. Dataset d's randomness is `fold_in(key, d)`, so its chains are the same whatever
     `batch_size`, `devices`, `lanes`, `vectorize` or sampler; bit for bit within a layout,
     and up to rounding across layouts (their programs compile to differently rounded
-    arithmetic, which a long chain amplifies into other draws).
+    arithmetic, which a long chain amplifies into other draws). Changing `warmup`,
+    `target_accept` or `init_radius` reuses the compiled program.
 
     Args:
         model: an `hj.Model`.
         data: one dataset (a dict of raw or prepared columns), a batch (a dict whose arrays
             lead with a dataset axis) or a list of same-shaped datasets. Each is validated
             with `model.prepare`.
-        key: a PRNG key.
-        sampler: "nuts" (lanes that never wait) or "blackjax" (vmapped BlackJAX NUTS kernel).
-        chains: chains per dataset.
-        warmup: adaptation iterations per chain; 1000, or 300 after a warm start (`init`).
-        draws: iterations kept per chain after warmup.
-        target_accept: target mean acceptance probability of step-size adaptation.
-        dense_mass: adapt a dense mass matrix instead of a diagonal one.
-        max_tree_depth: NUTS's maximum number of trajectory doublings.
-        init: None (Stan's uniform(-init_radius, init_radius), retried until finite),
-            "prior" (draws from the prior, retried until finite: for models whose support
-            depends on the data, like a DDM's non-decision time below every RT), "advi"
-            (mean-field ADVI) or "pathfinder": a variational fit per dataset places the
-            chains and seeds the mass matrix with its variances.
-        init_radius: half-width of the uniform initialization in unconstrained space.
-        batch_size: datasets per chunk (the last one padded; rounded up to fill the layout);
-            by default all datasets, up to 1024 per device.
-        lanes: "nuts": chains advanced together on a device; by default 4 on CPU and all of
-            the device's chains on an accelerator. See `hjax.inference.batching.plan_layout`.
-        vectorize: "blackjax": datasets vmapped together on a device; by default 1 on CPU
-            (vmapped NUTS waits for the longest trajectory of all its lanes) and the device's
-            whole share on an accelerator.
-        devices: local devices to spread datasets over; by default all of them (on CPU one
-            per core, see `hj.use_cpu_cores`).
-        save_warmup: also return the warmup iterations (`warmup_posterior`,
-            `warmup_sample_stats`).
+        key: a PRNG key (`jax.random.key(0)`) or an int seed.
+        settings: an `hj.FitSettings`; `options` override its fields.
         progress: show a progress bar; by default when stderr is a terminal.
         warn: issue a warning for each diagnostic problem (divergences, R-hat, ESS, ...).
         first_dataset: global index of this call's first dataset, for a sweep split over
             calls (batches of a study, jobs of a cluster): dataset d uses
             `fold_in(key, first_dataset + d)`.
+        **options: any field of `hj.FitSettings`: sampler, chains (4), warmup (1000, or 300
+            after a warm start), draws (1000), target_accept (0.8), dense_mass,
+            max_tree_depth (10), init (None: uniform(-init_radius, init_radius); "prior",
+            "advi", "pathfinder"), init_radius (2), batch_size, lanes, vectorize, devices,
+            save_warmup.
 
     Returns:
         An ArviZ DataTree with `posterior` (constrained values named as by
@@ -160,35 +102,53 @@ def sample(
         tree_depth, n_steps, energy, acceptance_rate, step_size), `observed_data`,
         `constant_data` and `fit_stats` (per chain: init_ok, init_tries, the adapted
         step_size and inverse_mass_matrix over the flattened unconstrained position).
-        A batched fit has a leading `dataset` dim everywhere.
+        A batched fit has a leading `dataset` dim everywhere. The attrs hold the settings,
+        `compile_time` and `sampling_time` (seconds, apart), gradient counts and the
+        lockstep efficiency.
 
     Example:
-        >>> result = hj.sample(model, data, key=jax.random.key(0), chains=4, draws=1000)
-        >>> result.posterior["mu"].mean().item()
+        >>> model, design = hj.catalog.eight_schools()
+        >>> data = design | {"y": np.array([28.0, 8, -3, 7, -1, 1, 18, 12])}
+        >>> result = hj.sample(model, data, key=0, chains=2, warmup=200, draws=100, warn=False)
+        >>> result.posterior["mu"].shape
+        (2, 100)
     """
-    if warmup is None:
-        warmup = WARMUP if init in (None, "prior") else WARM_START_WARMUP
-    if progress is None:
-        progress = sys.stderr.isatty()
-    config = FitConfig(sampler=sampler, chains=chains, warmup=warmup, draws=draws,
-                       target_accept=target_accept, dense_mass=dense_mass,
-                       max_tree_depth=max_tree_depth, init=init, init_radius=init_radius,
-                       save_warmup=save_warmup, progress=bool(progress))
-    _check_settings(config, batch_size, lanes, vectorize, devices)
+    settings = validated(FitSettings, "hj.sample", settings, **options)
+    key = as_key(key)
+    progress = sys.stderr.isatty() if progress is None else bool(progress)
     batch, batched = as_batch(model, data)
+    run = _run(model, settings, batch, key, progress, first_dataset)
+    host_data = {k: np.asarray(v) for k, v in batch.items()}
+    _report_init_failures(model, run.out, host_data, batched)
+    tree = _to_tree(model, settings, run, host_data, batched)
+    if warn:
+        diagnostics.warn_problems(tree)
+    return tree
+
+
+class _Run(NamedTuple):
+    out: ChunkOutput
+    attrs: dict
+
+
+def _run(model, settings: FitSettings, batch, key, progress: bool, first_dataset: int) -> _Run:
+    """Fit every dataset of `batch` chunk by chunk; the outputs and the run's attrs."""
     n_datasets = next(iter(batch.values())).shape[0]
+    sampler = sampler_for(settings)
     # An explicit batch_size is kept even above the number of datasets (padding), so that the
     # calls of a sweep split into batches, short last one included, share one compile.
-    layout = plan_layout(n_datasets, chains=chains, sampler=sampler, batch_size=batch_size,
-                         vectorize=vectorize, lanes=lanes, devices=devices)
-    width = layout.size
-    n_chunks = -(-n_datasets // width)
-
+    layout = sampler.layout(n_datasets, chains=settings.chains, batch_size=settings.batch_size,
+                            devices=settings.devices)
+    warmup = settings.warmup_iterations
+    program = Program(sampler, layout, settings.chains, settings.draws,
+                      warmup if settings.save_warmup else 0, settings.dense_mass,
+                      settings.max_tree_depth, settings.init, progress)
+    runtime = Runtime.of(warmup, settings.target_accept, settings.init_radius)
+    chain_key, shared = sampling_key(key), shared_columns(batch)
+    compile_seconds = 0.0
+    total = sampler.progress_total(n_datasets, settings.chains, layout, warmup + settings.draws)
     start = time.perf_counter()
-    # "nuts" reports every chain's iterations; "blackjax" those of each row it runs in turn.
-    total = (n_datasets * chains if sampler == "nuts"
-             else n_chunks * layout.devices * layout.sequential) * (warmup + draws)
-    with progress_bar(total, "hjax NUTS", config.progress) as bar:
+    with progress_bar(total, "hjax NUTS", progress) as bar:
         done = [0]
 
         def on_chunk(n):
@@ -196,37 +156,43 @@ def sample(
             if bar is not None:
                 bar.set_postfix_str(f"{done[0]}/{n_datasets} datasets")
 
-        chain_key = sampling_key(key)
-        shared = shared_columns(batch)
-
         def fit(index, valid, chunk):
+            nonlocal compile_seconds
             varying = {k: v for k, v in chunk.items() if k not in shared}
-            return run_chunk(model, config, layout, chain_key, index + first_dataset, valid,
-                             varying, shared)
+            out, seconds = run_chunk(model, program, chain_key, index + first_dataset, valid,
+                                     varying, shared, runtime)
+            compile_seconds += seconds
+            return out
 
-        out = map_chunks(fit, batch, width, on_chunk)
+        out = map_chunks(fit, batch, layout.size, on_chunk)
         jax.effects_barrier()
     elapsed = time.perf_counter() - start
+    return _Run(out, _attrs(settings, sampler.attrs(layout), layout, out, warmup,
+                            elapsed - compile_seconds, compile_seconds))
 
-    host_data = {k: np.asarray(v) for k, v in batch.items()}
-    _report_init_failures(model, out, host_data, batched)
-    useful = int(out.warmup_stats.n_steps.sum() + out.stats.n_steps.sum())
+
+def _attrs(settings: FitSettings, sampler_attrs: dict, layout: Layout, out: ChunkOutput,
+           warmup: int, sampling_time: float, compile_time: float) -> dict:
+    useful = int(out.warmup_grad_evals.sum() + out.stats.n_steps.sum())
     executed = int(round(float(out.grad_evals_executed.sum())))
-    layout_attrs = ({"lanes": layout.lanes} if sampler == "nuts"
-                    else {"sequential": layout.sequential, "vectorize": layout.vectorized})
-    attrs = {
-        "inference_library": "hjax" if sampler == "nuts" else "blackjax", "sampler": sampler,
-        "chains": chains, "warmup": warmup, "draws": draws, "target_accept": target_accept,
-        "dense_mass": int(dense_mass), "max_tree_depth": max_tree_depth,
-        "init": init or "uniform", "batch_size": width, "backend": jax.default_backend(),
-        "devices": layout.devices, **layout_attrs,
-        "sampling_time": elapsed,
+    return {
+        **sampler_attrs,
+        "chains": settings.chains, "warmup": warmup, "draws": settings.draws,
+        "target_accept": settings.target_accept, "dense_mass": int(settings.dense_mass),
+        "max_tree_depth": settings.max_tree_depth, "init": settings.init or "uniform",
+        "batch_size": layout.size, "backend": jax.default_backend(),
+        "devices": layout.devices, "sampling_time": sampling_time,
+        "compile_time": compile_time,
         "grad_evals": useful + int(out.warm_start_grad_evals.sum()),
         "grad_evals_executed": executed,
         "lockstep_efficiency": useful / executed if executed else 1.0,
     }
+
+
+def _to_tree(model, settings: FitSettings, run: _Run, host_data, batched: bool) -> xr.DataTree:
+    out, attrs = run
     stats = {name: getattr(out.stats, name) for name in STAT_NAMES}
-    warmup_stats = (None if out.warmup_draws is None
+    warmup_stats = (None if out.warmup_stats is None
                     else {name: getattr(out.warmup_stats, name) for name in STAT_NAMES})
     tree = to_datatree(model, out.draws, stats, host_data, batched=batched, attrs=attrs,
                        warmup_draws=out.warmup_draws, warmup_stats=warmup_stats)
@@ -241,6 +207,6 @@ def sample(
         "warm_start_grad_evals": (lead[:-1], pick(out.warm_start_grad_evals)),
     }, attrs=attrs)
     tree["fit_stats"] = xr.DataTree(fit_stats)
-    if warn:
-        diagnostics.warn_problems(tree)
     return tree
+
+

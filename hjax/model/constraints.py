@@ -1,13 +1,15 @@
-"""Supports of parameters and the bijectors that map unconstrained reals onto them.
+"""Supports of parameters and data, and the bijectors that map unconstrained reals onto them.
 
 The sampler only ever sees unconstrained values; `Constraint.bijector()` gives the map from
 that space onto the support, and `hjax.model.model` adds its log-Jacobian in one place.
 Scalar maps come from distrax; the correlation-Cholesky map is written here because distrax
 has none (it follows Stan's reference manual, "Cholesky factors of correlation matrices").
+A `Support` without a bijector (`counts`) is for slots that only data can fill.
 """
 
 from __future__ import annotations
 
+import abc
 import math
 
 import distrax
@@ -16,17 +18,19 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+SLOT_ADVICE = ("Give it a prior with that support (e.g. hj.HalfNormal for a positive scale) or "
+               "wrap a linear predictor in a link (hj.exp, hj.inv_logit).")
 
-class Constraint(eqx.Module):
-    """The support of a parameter; knows its bijector and its unconstrained shape."""
 
-    def bijector(self) -> distrax.Bijector:
-        raise NotImplementedError
+class Support(eqx.Module):
+    """A set of values a likelihood slot accepts or a data column may hold.
 
-    def unconstrained_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
-        return shape
+    Example:
+        >>> C.counts.check(np.array([3.0, 2.5]))
+        array([ True, False])
+    """
 
-    def contains(self, other: Constraint) -> bool:
+    def contains(self, other: Support) -> bool:
         """Whether every value in `other`'s support lies in this support."""
         return other == self
 
@@ -34,9 +38,32 @@ class Constraint(eqx.Module):
         """Elementwise: whether each (host, numpy) value lies in the support."""
         return np.isfinite(values)
 
+    def advice(self) -> str:
+        """How to fill a slot with this support, for the error when a term cannot."""
+        return SLOT_ADVICE
+
+    @abc.abstractmethod
+    def __str__(self) -> str:
+        """The support in words, as error messages show it ("positive")."""
+
+
+class Constraint(Support):
+    """The support of a parameter: also knows its bijector and its unconstrained shape.
+
+    Example:
+        >>> y, log_det = hj.Positive().bijector().forward_and_log_det(jnp.zeros(3))
+    """
+
+    @abc.abstractmethod
+    def bijector(self) -> distrax.Bijector:
+        """The map from unconstrained reals onto the support."""
+
+    def unconstrained_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        return shape
+
 
 class Real(Constraint):
-    """The real line."""
+    """The real line. Example: `hj.Real().contains(hj.Positive())` is True."""
 
     def bijector(self):
         return distrax.Lambda(
@@ -47,14 +74,14 @@ class Real(Constraint):
         )
 
     def contains(self, other):
-        return isinstance(other, Real | Positive | Interval)
+        return isinstance(other, Real | Positive | Interval | Counts)
 
     def __str__(self):
         return "real"
 
 
 class Positive(Constraint):
-    """(0, inf), reached by exp as in Stan."""
+    """(0, inf), reached by exp as in Stan. Example: `hj.Positive().check(np.array([1., 0.]))`."""
 
     def bijector(self):
         return distrax.Lambda(
@@ -65,7 +92,8 @@ class Positive(Constraint):
         )
 
     def contains(self, other):
-        return isinstance(other, Positive) or (isinstance(other, Interval) and other.low >= 0)
+        return (isinstance(other, Positive | Counts)
+                or (isinstance(other, Interval) and other.low >= 0))
 
     def check(self, values):
         return np.isfinite(values) & (values > 0)
@@ -75,7 +103,7 @@ class Positive(Constraint):
 
 
 class Interval(Constraint):
-    """(low, high), reached by a scaled logistic sigmoid."""
+    """(low, high), reached by a scaled logistic sigmoid. Example: `hj.Interval(0.1, 2.0)`."""
 
     low: float = 0.0
     high: float = 1.0
@@ -100,7 +128,12 @@ class Interval(Constraint):
 
 
 class CorrCholesky(Constraint):
-    """Lower-triangular Cholesky factors of K x K correlation matrices."""
+    """Lower-triangular Cholesky factors of K x K correlation matrices.
+
+    Example:
+        >>> hj.CorrCholesky().unconstrained_shape((3, 3))  # K(K-1)/2 free values
+        (3,)
+    """
 
     def bijector(self):
         return CorrCholeskyBijector()
@@ -113,10 +146,30 @@ class CorrCholesky(Constraint):
         return "corr_cholesky"
 
 
+class Counts(Support):
+    """Positive whole numbers (trials of a Binomial, trials per SDT row): data, never sampled.
+
+    Example:
+        >>> hj.Binomial(logit_p=hj.Fixed("b"), trials=hj.Data("n"))  # data['n'] checked
+    """
+
+    def check(self, values):
+        values = np.asarray(values)
+        with np.errstate(invalid="ignore"):
+            return np.isfinite(values) & (values > 0) & (values == np.round(values))
+
+    def advice(self):
+        return "Counts are data: pass a column (hj.Data('n')) or a whole number (e.g. 10)."
+
+    def __str__(self):
+        return "positive whole numbers"
+
+
 real = Real()
 positive = Positive()
 unit_interval = Interval(0.0, 1.0)
 corr_cholesky = CorrCholesky()
+counts = Counts()
 
 
 def _dim_from_free(n_free: int) -> int:

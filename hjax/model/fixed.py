@@ -6,8 +6,13 @@ import equinox as eqx
 import jax.numpy as jnp
 
 from hjax.model import constraints as C
-from hjax.model._term import Need, ParamSpec, Term, key_for
-from hjax.model.priors import Normal, Prior
+from hjax.model.priors import LKJCholesky, Normal, Prior
+from hjax.model.terms import Need, ParamSpec, Term, key_for
+
+
+def _predictor_names(value):
+    """One name stays a name (a scalar slope); several become a tuple (a coefficient vector)."""
+    return value if value is None or isinstance(value, str) else tuple(value)
 
 
 class Fixed(Term):
@@ -25,9 +30,25 @@ class Fixed(Term):
 
     name: str = eqx.field(static=True)
     prior: Prior = Normal(0.0, 1.0)
-    predictors: tuple[str, ...] | str | None = eqx.field(static=True, default=None)
+    predictors: tuple[str, ...] | str | None = eqx.field(static=True, default=None,
+                                                         converter=_predictor_names)
 
     def __check_init__(self):
+        where = f"Fixed '{self.name}'"
+        if not isinstance(self.name, str):
+            raise ValueError(f"Fixed needs a name, a string; got {self.name!r}.")
+        if not isinstance(self.prior, Prior):
+            raise ValueError(
+                f"{where}: `prior` must be a hj prior (e.g. hj.Normal(0, 1)); got {self.prior!r}. "
+                "A known value is a number in the likelihood slot, not a Fixed."
+            )
+        if isinstance(self.prior, LKJCholesky):
+            raise ValueError(f"{where}: hj.LKJCholesky is a prior on correlations; it goes in "
+                             "hj.Level(..., corr=...), not in a Fixed.")
+        names = (self.predictors,) if isinstance(self.predictors, str) else self.predictors or ()
+        if (self.predictors is not None and not names) or len(set(names)) != len(names):
+            raise ValueError(f"{where}: `predictors` must be distinct column names; got "
+                             f"{self.predictors!r}.")
         if self.predictors is not None and not isinstance(self.prior.support, C.Real):
             raise ValueError(
                 f"Fixed '{self.name}' multiplies predictors, so its prior needs real support; "

@@ -1,6 +1,8 @@
-"""Per-group values drawn from a population: partial pooling, and its nested form."""
+"""Per-group values drawn from a population: partial pooling, its nested form, crossed factors."""
 
-from __future__ import annotations
+# No `from __future__ import annotations`: equinox reads AbstractVar annotations at runtime.
+import abc
+import math
 
 import equinox as eqx
 import jax
@@ -9,8 +11,8 @@ import jax.scipy.stats as jss
 import numpy as np
 
 from hjax.model import constraints as C
-from hjax.model._term import OBS, Need, ParamSpec, Term, as_term, key_for
 from hjax.model.priors import HalfNormal, LKJCholesky, Prior
+from hjax.model.terms import OBS, AbstractSum, Need, ParamSpec, Term, as_term, key_for
 
 INTERCEPT = "1"
 
@@ -19,56 +21,64 @@ def _names(value) -> tuple[str, ...]:
     return (value,) if isinstance(value, str) else tuple(value)
 
 
-class Level(Term):
-    """Per-group values from a population distribution (partial pooling).
+def _fixed_scale_problem(scale) -> str | None:
+    """Why a number given as a Level's `scale` cannot be a population sd, or None."""
+    try:
+        value = float(scale)
+    except (TypeError, ValueError):
+        return f"got {scale!r}; pass a prior (e.g. hj.HalfNormal(1.0)) or a number"
+    if isinstance(scale, bool) or not (math.isfinite(value) and value > 0):
+        return f"a fixed scale must be a finite number > 0; got {scale!r}"
+    return None
 
-    `values[g] ~ Normal(loc[g], sd)` for each group g of `group`, entering the predictor as
-    `values[data[group]]` (times `data[x]` for a varying slope on predictor x). Non-centered by
-    default (`values = loc + sd * z`, z ~ N(0, 1)); `centered=True` samples the values directly.
-    `loc` is a term evaluated per group, so group-level predictors go there
-    (`loc=hj.Fixed("b0") + hj.Fixed("b1", predictors="z")` with `data["z"]` one value per group);
-    without `loc` the values are zero-mean deviations.
 
-    Pooling: a prior on `scale` gives partial pooling; a number for `scale` fixes the population
-    sd (a wide one, e.g. 10.0, is no pooling); leaving the Level out is complete pooling.
+class AbstractLevel(Term):
+    """Per-group values from a normal population: the shared code of `Level` and `Nested`.
 
-    Several `predictors` (`("1", "x")`: intercept and slope) make the values vectors, with
-    separate scales (each with the `scale` prior) and, if `corr` is given, an LKJ prior on their
-    correlation; otherwise they are independent.
-
-    Example:
-        >>> alpha = hj.Level("alpha", group="participant", scale=hj.HalfNormal(1.0))
-        >>> ab = hj.Level("ab", "participant", predictors=("1", "x"), corr=hj.LKJCholesky(2, 2.0))
+    A subclass says where the population mean comes from (`population_mean`, `_mean_text`,
+    `group_needs`, `children`, `has_intercept`) and how it prints.
     """
 
-    name: str = eqx.field(static=True)
-    group: str = eqx.field(static=True)
-    scale: Prior | float = HalfNormal(1.0)
-    loc: Term | None = eqx.field(default=None, converter=lambda v: v if v is None else as_term(v))
-    predictors: tuple[str, ...] = eqx.field(static=True, default=(INTERCEPT,), converter=_names)
-    corr: LKJCholesky | None = None
-    centered: bool = eqx.field(static=True, default=False)
+    name: eqx.AbstractVar[str]
+    group: eqx.AbstractVar[str]
+    scale: eqx.AbstractVar[Prior | float]
+    predictors: eqx.AbstractVar[tuple[str, ...]]
+    corr: eqx.AbstractVar[LKJCholesky | None]
+    centered: eqx.AbstractVar[bool]
 
     def __check_init__(self):
-        where = f"Level '{self.name}'"
+        kind = type(self).__name__
+        if not (isinstance(self.name, str) and isinstance(self.group, str)):
+            raise ValueError(f"{kind} needs a name and a group, both strings; got "
+                             f"{self.name!r} and {self.group!r}.")
+        where = f"{kind} '{self.name}'"
         if isinstance(self.scale, Prior) and not C.positive.contains(self.scale.support):
             raise ValueError(
                 f"{where}: the scale prior must have positive support; got {self.scale} "
                 f"({self.scale.support}). Use e.g. hj.HalfNormal(1.0) or hj.Exponential(1.0)."
             )
-        if not isinstance(self.scale, Prior) and not float(self.scale) > 0:
-            raise ValueError(f"{where}: a fixed scale must be > 0; got {self.scale}.")
-        k = len(self.predictors)
-        if k > 1 and self.loc is not None:
+        problem = None if isinstance(self.scale, Prior) else _fixed_scale_problem(self.scale)
+        if problem:
+            raise ValueError(f"{where}: {problem}.")
+        names = self.predictors
+        if not names or len(set(names)) != len(names) or not all(isinstance(x, str)
+                                                                  for x in names):
             raise ValueError(
-                f"{where}: `loc` is for single-predictor levels. For several predictors, add the "
-                "population means as Fixed terms and keep the level zero-mean."
+                f"{where}: `predictors` must be distinct column names (\"1\" for the intercept); "
+                f"got {names!r}."
             )
-        if self.corr is not None:
-            if k < 2:
-                raise ValueError(f"{where}: `corr` needs at least two predictors; got {k}.")
-            if not isinstance(self.corr, LKJCholesky) or self.corr.dim != k:
-                raise ValueError(f"{where}: `corr` must be hj.LKJCholesky(dim={k}, eta=...).")
+
+    @abc.abstractmethod
+    def population_mean(self, p, data):
+        """The population mean per group."""
+
+    @abc.abstractmethod
+    def _mean_text(self) -> str:
+        """The population mean as the model's printout shows it."""
+
+    @abc.abstractmethod
+    def group_needs(self) -> list[Need]:
+        """Data read to compute the per-group values."""
 
     # --- shapes and parameters -------------------------------------------------------------
     @property
@@ -119,9 +129,6 @@ class Level(Term):
             )
         return coords
 
-    def children(self):
-        return () if self.loc is None else (self.loc,)
-
     # --- the population ---------------------------------------------------------------------
     def _sd(self, p):
         return p[f"{self.name}_sd"] if isinstance(self.scale, Prior) else jnp.asarray(self.scale)
@@ -132,13 +139,6 @@ class Level(Term):
         if self.corr is None:
             return jnp.diag(sd)
         return sd[:, None] * p[f"{self.name}_corr_chol"]
-
-    def _mean_text(self) -> str:
-        return "0" if self.loc is None else str(self.loc)
-
-    def population_mean(self, p, data):
-        """The population mean per group (0 when the level has no `loc`)."""
-        return jnp.zeros(()) if self.loc is None else self.loc(p, data)
 
     def _from_standard(self, p, data, z):
         """The non-centered map from standard-normal z to the group values."""
@@ -231,20 +231,76 @@ class Level(Term):
         )
         return jnp.sum(values * columns, axis=-1)
 
-    def group_needs(self) -> list[Need]:
-        """Data read to compute the per-group values."""
-        return [] if self.loc is None else self.loc.needs(self.group)
-
     def needs(self, context):
         if context != OBS:
             raise ValueError(
-                f"Level '{self.name}' is used per '{context}' (inside a loc); levels enter the "
-                "observation-level predictor only. Use hj.Nested to centre a level on another."
+                f"{type(self).__name__} '{self.name}' is used per '{context}' (inside a loc); "
+                "levels enter the observation-level predictor only. Use hj.Nested to centre a "
+                "level on another."
             )
-        where = f"Level '{self.name}'"
+        where = f"{type(self).__name__} '{self.name}'"
         needs = [Need(self.group, OBS, index_of=self.group, user=where)]
         needs += [Need(x, OBS, user=where) for x in self.predictors if x != INTERCEPT]
         return needs + self.group_needs()
+
+
+class Level(AbstractLevel):
+    """Per-group values from a population distribution (partial pooling).
+
+    `values[g] ~ Normal(loc[g], sd)` for each group g of `group`, entering the predictor as
+    `values[data[group]]` (times `data[x]` for a varying slope on predictor x). Non-centered by
+    default (`values = loc + sd * z`, z ~ N(0, 1)); `centered=True` samples the values directly.
+    `loc` is a term evaluated per group, so group-level predictors go there
+    (`loc=hj.Fixed("b0") + hj.Fixed("b1", predictors="z")` with `data["z"]` one value per group);
+    without `loc` the values are zero-mean deviations.
+
+    Pooling: a prior on `scale` gives partial pooling; a number for `scale` fixes the population
+    sd (a wide one, e.g. 10.0, is no pooling); leaving the Level out is complete pooling.
+
+    Several `predictors` (`("1", "x")`: intercept and slope) make the values vectors, with
+    separate scales (each with the `scale` prior) and, if `corr` is given, an LKJ prior on their
+    correlation; otherwise they are independent.
+
+    Example:
+        >>> alpha = hj.Level("alpha", group="participant", scale=hj.HalfNormal(1.0))
+        >>> ab = hj.Level("ab", "participant", predictors=("1", "x"), corr=hj.LKJCholesky(2, 2.0))
+    """
+
+    name: str = eqx.field(static=True)
+    group: str = eqx.field(static=True)
+    scale: Prior | float = HalfNormal(1.0)
+    loc: Term | None = eqx.field(default=None, converter=lambda v: v if v is None else as_term(v))
+    predictors: tuple[str, ...] = eqx.field(static=True, default=(INTERCEPT,), converter=_names)
+    corr: LKJCholesky | None = None
+    centered: bool = eqx.field(static=True, default=False)
+
+    def __check_init__(self):
+        where = f"Level '{self.name}'"
+        k = len(self.predictors)
+        if k > 1 and self.loc is not None:
+            raise ValueError(
+                f"{where}: `loc` is for single-predictor levels. For several predictors, add the "
+                "population means as Fixed terms and keep the level zero-mean."
+            )
+        if self.corr is not None:
+            if k < 2:
+                raise ValueError(f"{where}: `corr` needs at least two predictors; got {k}.")
+            if not isinstance(self.corr, LKJCholesky) or self.corr.dim != k:
+                raise ValueError(f"{where}: `corr` must be hj.LKJCholesky(dim={k}, eta=...).")
+
+    def children(self):
+        return () if self.loc is None else (self.loc,)
+
+    def _mean_text(self) -> str:
+        return "0" if self.loc is None else str(self.loc)
+
+    def population_mean(self, p, data):
+        """The population mean per group (0 when the level has no `loc`)."""
+        return jnp.zeros(()) if self.loc is None else self.loc(p, data)
+
+    def group_needs(self) -> list[Need]:
+        """Data read to compute the per-group values."""
+        return [] if self.loc is None else self.loc.needs(self.group)
 
     def has_intercept(self):
         return self.loc is not None and self.loc.has_intercept()
@@ -254,29 +310,32 @@ class Level(Term):
         return f"{self.name}[{self.group}]{slope}"
 
 
-class Nested(Level):
+class Nested(AbstractLevel):
     """A level whose population mean is its parent level's value (classes in schools).
 
     `values[c] ~ Normal(parent_values[parent_of[c]], sd)`, where `parent_of` is read from
     `data["<group>_in_<parent group>"]` (one parent index per child group). `model.prepare`
     builds it from the observation-level columns of both groups and checks each child lies in
-    exactly one parent. Chains of any depth are built by nesting a Nested as the parent.
+    exactly one parent. Chains of any depth are built by nesting a Nested as the parent. Its
+    mean is its parent's value, so it takes no `loc` and has a single predictor (intercept).
 
     Example:
         >>> school = hj.Level("school", "school", loc=hj.Fixed("mu"), scale=hj.HalfNormal(1))
         >>> klass = hj.Nested("class", "class", parent=school, scale=hj.HalfNormal(1))
     """
 
-    parent: Level = None
+    name: str = eqx.field(static=True)
+    group: str = eqx.field(static=True)
+    parent: AbstractLevel
+    scale: Prior | float = HalfNormal(1.0)
+    centered: bool = eqx.field(static=True, default=False)
+    predictors = (INTERCEPT,)
+    corr = None
 
     def __check_init__(self):
-        if not isinstance(self.parent, Level):
-            raise ValueError(f"Nested '{self.name}' needs `parent`, a hj.Level or hj.Nested.")
-        if self.loc is not None or len(self.predictors) != 1:
-            raise ValueError(
-                f"Nested '{self.name}': its mean is its parent's value, so it takes no `loc` and "
-                "a single predictor."
-            )
+        if not isinstance(self.parent, AbstractLevel):
+            raise ValueError(f"Nested '{self.name}' needs `parent`, a hj.Level or hj.Nested; got "
+                             f"{type(self.parent).__name__}.")
 
     @property
     def parent_key(self) -> str:
@@ -303,7 +362,7 @@ class Nested(Level):
         return f"{self.name}[{self.group} in {self.parent.group}]"
 
 
-class Crossed(Term):
+class Crossed(AbstractSum):
     """Effects of crossed factors (e.g. participants x items) summed into one predictor.
 
     Identified by construction: at most one member may carry a population mean; the others are
@@ -316,16 +375,21 @@ class Crossed(Term):
         ...                    "zeta1", predictors="brightness")))
     """
 
-    levels: tuple[Level, ...]
+    levels: tuple[AbstractLevel, ...]
     identify: bool = eqx.field(static=True, default=True)
 
-    def __init__(self, *levels: Level, identify: bool = True):
+    def __init__(self, *levels: AbstractLevel, identify: bool = True):
         self.levels = tuple(levels)
         self.identify = identify
 
+    @property
+    def terms(self):
+        return self.levels
+
     def __check_init__(self):
-        if len(self.levels) < 2 or not all(isinstance(lv, Level) for lv in self.levels):
-            raise ValueError("Crossed needs two or more hj.Level terms.")
+        if len(self.levels) < 2 or not all(isinstance(lv, AbstractLevel) for lv in self.levels):
+            raise ValueError("Crossed needs two or more hj.Level (or hj.Nested) terms; got "
+                             f"{[type(lv).__name__ for lv in self.levels]}.")
         groups = [lv.group for lv in self.levels]
         if len(set(groups)) != len(groups):
             raise ValueError(f"Crossed levels must be over different groups; got {groups}.")
@@ -336,15 +400,3 @@ class Crossed(Term):
                 "their sum is identified. Keep the intercept in one level's `loc` (or in a Fixed "
                 "term) and make the others zero-mean; pass identify=False only on purpose."
             )
-
-    def children(self):
-        return self.levels
-
-    def __call__(self, p, data):
-        return sum((lv(p, data) for lv in self.levels[1:]), self.levels[0](p, data))
-
-    def has_intercept(self):
-        return any(lv.has_intercept() for lv in self.levels)
-
-    def __str__(self):
-        return " + ".join(str(lv) for lv in self.levels)

@@ -1,9 +1,8 @@
 """Observation models. Each parameter slot takes a term, so any parameter can be hierarchical."""
 
-from __future__ import annotations
-
-from collections.abc import Callable
-from typing import ClassVar
+# No `from __future__ import annotations`: equinox reads AbstractClassVar annotations at runtime.
+import abc
+from collections.abc import Callable, Mapping
 
 import equinox as eqx
 import jax
@@ -14,7 +13,8 @@ import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from hjax.model import constraints as C
-from hjax.model._term import Const, Data, Term, as_term
+from hjax.model.data import preview
+from hjax.model.terms import Const, Data, Term, as_term
 
 
 def _term_field(**kwargs):
@@ -26,16 +26,22 @@ class Likelihood(eqx.Module):
 
     Subclasses declare `parameters` (slot name -> required support) and `observed` (names of the
     fields holding data keys), and implement `log_prob(**observed, **parameters)` (one value per
-    observation) and `sample(key, **parameters)`.
+    observation) and `sample(key, **parameters)`. Host-side checks of the data they read go in
+    `check_observed` (one column) and `check_columns` (several together).
+
+    Example:
+        >>> lik = hj.Gaussian(mu=hj.Fixed("b0"), sigma=1.0)
+        >>> lik.observed_keys()
+        {'y': 'y'}
     """
 
-    parameters: ClassVar[dict[str, C.Constraint]] = {}
-    observed: ClassVar[tuple[str, ...]] = ("y",)
+    parameters: eqx.AbstractClassVar[dict[str, C.Support]]
+    observed: eqx.AbstractClassVar[tuple[str, ...]]
 
     def terms(self) -> dict[str, Term]:
         return {name: getattr(self, name) for name in self.parameters}
 
-    def slot_supports(self) -> dict[str, C.Constraint]:
+    def slot_supports(self) -> dict[str, C.Support]:
         """Required support of each filled parameter slot."""
         return {name: self.parameters[name] for name in self.terms()}
 
@@ -43,14 +49,22 @@ class Likelihood(eqx.Module):
         """Argument name of `log_prob` -> key in the data."""
         return {name: getattr(self, name) for name in self.observed}
 
+    @abc.abstractmethod
     def log_prob(self, **kwargs) -> Array:
-        raise NotImplementedError
+        """Log density of each observation given the slots' values."""
 
+    @abc.abstractmethod
     def sample(self, key: PRNGKeyArray, **params) -> dict[str, Array]:
-        raise NotImplementedError
+        """Observed arrays drawn given the slots' values, keyed as `log_prob`'s arguments."""
 
     def check_observed(self, name: str, values: np.ndarray) -> str | None:
         """Describe what is wrong with observed values (host check), or None."""
+        return None
+
+    def check_columns(self, data: Mapping[str, np.ndarray]) -> str | None:
+        """Describe what is wrong across host columns (e.g. more successes than trials), or None.
+
+        `model.prepare` calls it once every column passed its own checks."""
         return None
 
     def __str__(self):
@@ -60,12 +74,36 @@ class Likelihood(eqx.Module):
         return "\n".join(lines)
 
 
-def _count_problem(values, upper=None) -> str | None:
+def _count_problem(values) -> str | None:
     if np.any(values < 0) or np.any(values != np.round(values)):
         return "must be non-negative whole numbers"
-    if upper is not None and np.any(values > upper):
-        return "must not exceed the number of trials"
     return None
+
+
+def count_excess(key: str, trials: Term, data: Mapping[str, np.ndarray]) -> str | None:
+    """The error for rows where the counts in `data[key]` exceed their `trials`, or None.
+
+    Example:
+        >>> count_excess("y", hj.Data("n"), {"y": np.array([3.0, 9.0]), "n": np.array([5, 8])})
+        "data['y'] exceeds data['n'] at rows [1] (9 > 8): a count cannot exceed ..."
+    """
+    if key not in data:
+        return None
+    if isinstance(trials, Const):
+        limit, name = np.asarray(trials.value), f"trials = {trials.value:g}"
+    elif isinstance(trials, Data) and trials.key in data:
+        limit, name = data[trials.key], f"data['{trials.key}']"
+    else:
+        return None
+    counts = data[key]
+    limit = np.broadcast_to(limit, counts.shape)
+    rows = np.flatnonzero(counts > limit)
+    if not rows.size:
+        return None
+    shown = ", ".join(f"{counts[i]:g} > {limit[i]:g}" for i in rows[:5])
+    return (f"data['{key}'] exceeds {name} at rows {preview(rows)} ({shown}): a count cannot "
+            "exceed its number of trials. Check that the columns are not swapped and that they "
+            "line up row by row.")
 
 
 class Gaussian(Likelihood):
@@ -80,6 +118,7 @@ class Gaussian(Likelihood):
     y: str = eqx.field(static=True, default="y")
 
     parameters = {"mu": C.real, "sigma": C.positive}
+    observed = ("y",)
 
     def log_prob(self, y, mu, sigma):
         return jss.norm.logpdf(y, mu, sigma)
@@ -95,6 +134,7 @@ class BernoulliLogit(Likelihood):
     y: str = eqx.field(static=True, default="y")
 
     parameters = {"logit_p": C.real}
+    observed = ("y",)
 
     def log_prob(self, y, logit_p):
         # = y log(sigmoid(x)) + (1 - y) log(sigmoid(-x)), with one softplus instead of two.
@@ -108,7 +148,7 @@ class BernoulliLogit(Likelihood):
 
 
 class Binomial(Likelihood):
-    """y successes in `trials` with logit-probability `logit_p`.
+    """y successes in `trials` with logit-probability `logit_p`; trials are data or a whole number.
 
     Example:
         >>> lik = hj.Binomial(logit_p=hj.Level("h", "hospital", loc=hj.Fixed("mu")),
@@ -119,7 +159,8 @@ class Binomial(Likelihood):
     trials: Term = _term_field(default=Data("trials"))
     y: str = eqx.field(static=True, default="y")
 
-    parameters = {"logit_p": C.real, "trials": C.positive}
+    parameters = {"logit_p": C.real, "trials": C.counts}
+    observed = ("y",)
 
     def log_prob(self, y, logit_p, trials):
         log_choose = jsp.gammaln(trials + 1) - jsp.gammaln(y + 1) - jsp.gammaln(trials - y + 1)
@@ -134,6 +175,9 @@ class Binomial(Likelihood):
     def check_observed(self, name, values):
         return _count_problem(values)
 
+    def check_columns(self, data):
+        return count_excess(self.y, self.trials, data)
+
 
 class Poisson(Likelihood):
     """Counts y ~ Poisson(exp(log_rate)). Example: `hj.Poisson(log_rate=b0 + u)`."""
@@ -142,6 +186,7 @@ class Poisson(Likelihood):
     y: str = eqx.field(static=True, default="y")
 
     parameters = {"log_rate": C.real}
+    observed = ("y",)
 
     def log_prob(self, y, log_rate):
         return y * log_rate - jnp.exp(log_rate) - jsp.gammaln(y + 1)
@@ -173,7 +218,7 @@ class Custom(Likelihood):
     slots: tuple[Term, ...]
     sampler: Callable[..., dict[str, Array]] | None = eqx.field(static=True, default=None)
     keys: tuple[str, ...] = eqx.field(static=True, default=("y",))
-    supports: tuple[tuple[str, C.Constraint], ...] = eqx.field(static=True, default=())
+    supports: tuple[tuple[str, C.Support], ...] = eqx.field(static=True, default=())
 
     def __init__(self, log_prob, params, *, sample=None, observed=("y",), supports=None):
         self.fn = log_prob
@@ -183,12 +228,17 @@ class Custom(Likelihood):
         self.keys = (observed,) if isinstance(observed, str) else tuple(observed)
         self.supports = tuple((supports or {}).items())
 
-    def terms(self):
-        return dict(zip(self.names, self.slots, strict=True))
-
-    def slot_supports(self) -> dict[str, C.Constraint]:
+    @property
+    def parameters(self):
         given = dict(self.supports)
         return {name: given.get(name, C.real) for name in self.names}
+
+    @property
+    def observed(self):
+        return self.keys
+
+    def terms(self):
+        return dict(zip(self.names, self.slots, strict=True))
 
     def observed_keys(self):
         return {key: key for key in self.keys}
@@ -210,7 +260,7 @@ class Custom(Likelihood):
         return "\n".join(lines)
 
 
-def slot_problem(term: Term, required: C.Constraint) -> str | None:
+def slot_problem(term: Term, required: C.Support) -> str | None:
     """Why `term` cannot fill a slot with support `required`, or None if it can."""
     if isinstance(term, Const):
         ok = bool(required.check(np.asarray(term.value)))

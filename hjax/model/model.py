@@ -3,18 +3,51 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+import numbers
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence, Set
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from hjax.model import _data
-from hjax.model._term import OBS, Data, Need, ParamSpec, Term
+from hjax.model.data import n_observations, prepare_data, preview
 from hjax.model.likelihoods import Likelihood, slot_problem
+from hjax.model.terms import OBS, Data, Need, ParamSpec, Term
 
 Position = dict[str, Array]
+
+_COORDS_TAKES = ("coords takes, for each group, its size (an int > 0) or its labels in index "
+                 "order (distinct, e.g. from hj.encode)")
+
+
+def _group_labels(group: str, labels) -> tuple:
+    """A group's labels from its coords entry: a size, or the labels themselves."""
+    if isinstance(labels, numbers.Integral) and not isinstance(labels, bool):
+        if labels < 1:
+            raise ValueError(f"coords['{group}'] is {labels}: a group needs at least one member. "
+                             f"{_COORDS_TAKES}.")
+        return tuple(range(int(labels)))
+    if isinstance(labels, str | bytes | Mapping | Set) or not isinstance(labels, Iterable):
+        raise ValueError(f"coords['{group}'] is {labels!r} ({type(labels).__name__}); "
+                         f"{_COORDS_TAKES}.")
+    # numpy scalars become Python ones: coords are static, and equinox warns on static arrays.
+    labels = tuple(x.item() if isinstance(x, np.generic) else x for x in labels)
+    if not labels:
+        raise ValueError(f"coords['{group}'] has no labels: a group needs at least one member. "
+                         f"{_COORDS_TAKES}.")
+    try:
+        counts = Counter(labels)
+    except TypeError:
+        raise ValueError(f"coords['{group}'] has unhashable labels (e.g. {labels[0]!r}); "
+                         f"{_COORDS_TAKES}.") from None
+    repeated = [label for label, n in counts.items() if n > 1]
+    if repeated:
+        raise ValueError(f"coords['{group}'] repeats labels {preview(repeated)}: each label names "
+                         f"one group. {_COORDS_TAKES}.")
+    return labels
 
 
 class Model(eqx.Module):
@@ -47,11 +80,12 @@ class Model(eqx.Module):
     def __init__(self, likelihood: Likelihood, coords: Mapping[str, int | Sequence]):
         if not isinstance(likelihood, Likelihood):
             raise TypeError(f"Expected a hj likelihood (e.g. hj.Gaussian); got {likelihood!r}.")
+        if not isinstance(coords, Mapping):
+            raise TypeError(f"Expected coords as a mapping of group name to size or labels; got "
+                            f"{type(coords).__name__}. {_COORDS_TAKES}.")
         self.likelihood = likelihood
-        self.group_coords = tuple(
-            (name, tuple(range(labels)) if isinstance(labels, int) else tuple(labels))
-            for name, labels in coords.items()
-        )
+        self.group_coords = tuple((name, _group_labels(name, labels))
+                                  for name, labels in coords.items())
 
     def __check_init__(self):
         for slot, required in self.likelihood.slot_supports().items():
@@ -59,8 +93,7 @@ class Model(eqx.Module):
             if problem:
                 raise ValueError(
                     f"{type(self.likelihood).__name__}.{slot} must be {required}, but {problem}. "
-                    "Give it a prior with that support (e.g. hj.HalfNormal for a positive scale) "
-                    "or wrap a linear predictor in a link (hj.exp, hj.inv_logit)."
+                    + required.advice()
                 )
         groups = {need.index_of for need in self.needs() if need.index_of}
         missing = sorted(groups - set(self.sizes))
@@ -213,7 +246,7 @@ class Model(eqx.Module):
         """
         key_params, key_obs = jax.random.split(key)
         p = self.sample_prior(key_params, design, given)
-        n_obs = _data.n_observations(self, design)
+        n_obs = n_observations(self, design)
         params = {slot: jnp.broadcast_to(v, (n_obs,))
                   for slot, v in self._slot_values(p, design).items()}
         simulated = self.likelihood.sample(key_obs, **params)
@@ -228,7 +261,7 @@ class Model(eqx.Module):
         indices out of range, empty groups, mismatched lengths, values outside a slot's support
         and nesting violations. Labels (strings) are mapped to indices through `coords`.
         """
-        return _data.prepare(self, raw, observed=observed)
+        return prepare_data(self, raw, observed=observed)
 
     # --- display ------------------------------------------------------------------------------
     def __str__(self):

@@ -6,9 +6,12 @@ Densities come from `jax.scipy.stats`; the LKJ-Cholesky density and sampler are 
 because neither jax nor distrax has them (formulas as in Stan's manual and numpyro).
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: equinox reads AbstractVar annotations at runtime.
+import abc
+import dataclasses
 import math
+import numbers
+from typing import ClassVar
 
 import equinox as eqx
 import jax
@@ -21,145 +24,158 @@ from hjax.model import constraints as C
 
 
 class Prior(eqx.Module):
-    """A distribution over one parameter's values (elementwise unless stated)."""
+    """A distribution over one parameter's values (elementwise unless stated).
 
-    @property
-    def support(self) -> C.Constraint:
-        raise NotImplementedError
+    Subclasses declare `support` (a class attribute, or a property where it depends on the
+    fields), name in `positive_fields` the fields that must be > 0 (every field must be
+    finite), and implement `log_prob` and `sample`.
 
+    Example:
+        >>> hj.Normal(0.0, 5.0).log_prob(jnp.zeros(3)).shape
+        (3,)
+    """
+
+    support: eqx.AbstractVar[C.Constraint]
+    positive_fields: ClassVar[tuple[str, ...]] = ()
+
+    def __check_init__(self):
+        name = type(self).__name__
+        for field in self.positive_fields:
+            value = getattr(self, field)
+            if not value > 0:
+                raise ValueError(f"{name} needs {field} > 0; got {field}={value}.")
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if not math.isfinite(value):
+                raise ValueError(f"{name} needs a finite {field.name}; got {field.name}={value}.")
+
+    @abc.abstractmethod
     def log_prob(self, x: Array) -> Array:
-        raise NotImplementedError
+        """Log density at each value of `x` (normalised)."""
 
+    @abc.abstractmethod
     def sample(self, key: PRNGKeyArray, shape: tuple[int, ...] = ()) -> Array:
-        raise NotImplementedError
+        """Independent draws of the given shape."""
 
     def __str__(self):
-        fields = ", ".join(f"{getattr(self, f):g}" for f in self.__dataclass_fields__)
+        fields = ", ".join(f"{getattr(self, f.name):g}" for f in dataclasses.fields(self))
         return f"{type(self).__name__}({fields})"
 
 
-def _require_positive(prior: Prior, **values: float) -> None:
-    for name, value in values.items():
-        if not value > 0:
-            raise ValueError(f"{type(prior).__name__} needs {name} > 0; got {name}={value}.")
+class AbstractSymmetric(Prior):
+    """A family symmetric about `loc` (Normal, Student-t, Cauchy), full or folded at 0.
+
+    The full form draws `loc + scale * z`, z from the family's standard member; the half form
+    (`folded`, loc 0) draws `|scale * z|` and has twice the density on (0, inf). A family
+    writes `_standard` and `_logpdf` once, and its half form reuses them.
+    """
+
+    loc: eqx.AbstractVar[float]
+    scale: eqx.AbstractVar[float]
+    folded: eqx.AbstractClassVar[bool]
+    positive_fields = ("scale",)
+
+    @abc.abstractmethod
+    def _standard(self, key: PRNGKeyArray, shape: tuple[int, ...]) -> Array:
+        """Draws of the member with loc 0 and scale 1 (and this prior's shape parameters)."""
+
+    @abc.abstractmethod
+    def _logpdf(self, x: Array, loc: float) -> Array:
+        """Log density of the member with this `loc` and this prior's scale."""
+
+    @property
+    def support(self):
+        return C.positive if self.folded else C.real
+
+    def log_prob(self, x):
+        if self.folded:
+            return math.log(2.0) + self._logpdf(x, self.loc)
+        return self._logpdf(x, self.loc)
+
+    def sample(self, key, shape=()):
+        scaled = self.scale * self._standard(key, shape)
+        return jnp.abs(scaled) if self.folded else self.loc + scaled
 
 
-class Normal(Prior):
+class Normal(AbstractSymmetric):
     """Normal(loc, scale). Example: `hj.Normal(0.0, 5.0)`."""
 
     loc: float = 0.0
     scale: float = 1.0
+    folded = False
 
-    def __check_init__(self):
-        _require_positive(self, scale=self.scale)
+    def _standard(self, key, shape):
+        return jax.random.normal(key, shape)
 
-    support = property(lambda self: C.real)
-
-    def log_prob(self, x):
-        return jss.norm.logpdf(x, self.loc, self.scale)
-
-    def sample(self, key, shape=()):
-        return self.loc + self.scale * jax.random.normal(key, shape)
+    def _logpdf(self, x, loc):
+        return jss.norm.logpdf(x, loc, self.scale)
 
 
-class StudentT(Prior):
+class HalfNormal(AbstractSymmetric):
+    """|Normal(0, scale)| on (0, inf). Example: `hj.HalfNormal(1.0)`."""
+
+    scale: float = 1.0
+    loc = 0.0
+    folded = True
+    _standard, _logpdf = Normal._standard, Normal._logpdf
+
+
+class StudentT(AbstractSymmetric):
     """Student-t(df, loc, scale). Example: `hj.StudentT(3.0, 0.0, 2.5)`."""
 
     df: float = 3.0
     loc: float = 0.0
     scale: float = 1.0
+    folded = False
+    positive_fields = ("df", "scale")
 
-    def __check_init__(self):
-        _require_positive(self, df=self.df, scale=self.scale)
+    def _standard(self, key, shape):
+        return jax.random.t(key, self.df, shape)
 
-    support = property(lambda self: C.real)
-
-    def log_prob(self, x):
-        return jss.t.logpdf(x, self.df, self.loc, self.scale)
-
-    def sample(self, key, shape=()):
-        return self.loc + self.scale * jax.random.t(key, self.df, shape)
+    def _logpdf(self, x, loc):
+        return jss.t.logpdf(x, self.df, loc, self.scale)
 
 
-class Cauchy(Prior):
-    """Cauchy(loc, scale). Example: `hj.Cauchy(0.0, 2.5)`."""
-
-    loc: float = 0.0
-    scale: float = 1.0
-
-    def __check_init__(self):
-        _require_positive(self, scale=self.scale)
-
-    support = property(lambda self: C.real)
-
-    def log_prob(self, x):
-        return jss.cauchy.logpdf(x, self.loc, self.scale)
-
-    def sample(self, key, shape=()):
-        return self.loc + self.scale * jax.random.cauchy(key, shape)
-
-
-class HalfNormal(Prior):
-    """|Normal(0, scale)| on (0, inf). Example: `hj.HalfNormal(1.0)`."""
-
-    scale: float = 1.0
-
-    def __check_init__(self):
-        _require_positive(self, scale=self.scale)
-
-    support = property(lambda self: C.positive)
-
-    def log_prob(self, x):
-        return math.log(2.0) + jss.norm.logpdf(x, 0.0, self.scale)
-
-    def sample(self, key, shape=()):
-        return jnp.abs(self.scale * jax.random.normal(key, shape))
-
-
-class HalfCauchy(Prior):
-    """|Cauchy(0, scale)| on (0, inf). Example: `hj.HalfCauchy(5.0)`."""
-
-    scale: float = 1.0
-
-    def __check_init__(self):
-        _require_positive(self, scale=self.scale)
-
-    support = property(lambda self: C.positive)
-
-    def log_prob(self, x):
-        return math.log(2.0) + jss.cauchy.logpdf(x, 0.0, self.scale)
-
-    def sample(self, key, shape=()):
-        return jnp.abs(self.scale * jax.random.cauchy(key, shape))
-
-
-class HalfStudentT(Prior):
+class HalfStudentT(AbstractSymmetric):
     """|Student-t(df, 0, scale)| on (0, inf). Example: `hj.HalfStudentT(3.0, 1.0)`."""
 
     df: float = 3.0
     scale: float = 1.0
+    loc = 0.0
+    folded = True
+    positive_fields = ("df", "scale")
+    _standard, _logpdf = StudentT._standard, StudentT._logpdf
 
-    def __check_init__(self):
-        _require_positive(self, df=self.df, scale=self.scale)
 
-    support = property(lambda self: C.positive)
+class Cauchy(AbstractSymmetric):
+    """Cauchy(loc, scale). Example: `hj.Cauchy(0.0, 2.5)`."""
 
-    def log_prob(self, x):
-        return math.log(2.0) + jss.t.logpdf(x, self.df, 0.0, self.scale)
+    loc: float = 0.0
+    scale: float = 1.0
+    folded = False
 
-    def sample(self, key, shape=()):
-        return jnp.abs(self.scale * jax.random.t(key, self.df, shape))
+    def _standard(self, key, shape):
+        return jax.random.cauchy(key, shape)
+
+    def _logpdf(self, x, loc):
+        return jss.cauchy.logpdf(x, loc, self.scale)
+
+
+class HalfCauchy(AbstractSymmetric):
+    """|Cauchy(0, scale)| on (0, inf). Example: `hj.HalfCauchy(5.0)`."""
+
+    scale: float = 1.0
+    loc = 0.0
+    folded = True
+    _standard, _logpdf = Cauchy._standard, Cauchy._logpdf
 
 
 class Exponential(Prior):
     """Exponential(rate) on (0, inf). Example: `hj.Exponential(1.0)`."""
 
     rate: float = 1.0
-
-    def __check_init__(self):
-        _require_positive(self, rate=self.rate)
-
-    support = property(lambda self: C.positive)
+    support = C.positive
+    positive_fields = ("rate",)
 
     def log_prob(self, x):
         return jss.expon.logpdf(x, scale=1.0 / self.rate)
@@ -173,11 +189,8 @@ class Gamma(Prior):
 
     concentration: float = 1.0
     rate: float = 1.0
-
-    def __check_init__(self):
-        _require_positive(self, concentration=self.concentration, rate=self.rate)
-
-    support = property(lambda self: C.positive)
+    support = C.positive
+    positive_fields = ("concentration", "rate")
 
     def log_prob(self, x):
         return jss.gamma.logpdf(x, self.concentration, scale=1.0 / self.rate)
@@ -191,11 +204,8 @@ class LogNormal(Prior):
 
     loc: float = 0.0
     scale: float = 1.0
-
-    def __check_init__(self):
-        _require_positive(self, scale=self.scale)
-
-    support = property(lambda self: C.positive)
+    support = C.positive
+    positive_fields = ("scale",)
 
     def log_prob(self, x):
         return jss.norm.logpdf(jnp.log(x), self.loc, self.scale) - jnp.log(x)
@@ -209,11 +219,8 @@ class Beta(Prior):
 
     a: float = 1.0
     b: float = 1.0
-
-    def __check_init__(self):
-        _require_positive(self, a=self.a, b=self.b)
-
-    support = property(lambda self: C.unit_interval)
+    support = C.unit_interval
+    positive_fields = ("a", "b")
 
     def log_prob(self, x):
         return jss.beta.logpdf(x, self.a, self.b)
@@ -232,7 +239,9 @@ class Uniform(Prior):
         if not self.low < self.high:
             raise ValueError(f"Uniform needs low < high; got ({self.low}, {self.high}).")
 
-    support = property(lambda self: C.Interval(self.low, self.high))
+    @property
+    def support(self):
+        return C.Interval(self.low, self.high)
 
     def log_prob(self, x):
         return jss.uniform.logpdf(x, self.low, self.high - self.low)
@@ -254,12 +263,15 @@ class LKJCholesky(Prior):
     dim: int = eqx.field(static=True, default=2)
     eta: float = 1.0
 
-    def __check_init__(self):
-        _require_positive(self, eta=self.eta)
-        if self.dim < 2:
-            raise ValueError(f"LKJCholesky needs dim >= 2; got dim={self.dim}.")
+    support = C.corr_cholesky
+    positive_fields = ("eta",)
 
-    support = property(lambda self: C.corr_cholesky)
+    def __check_init__(self):
+        if isinstance(self.dim, bool) or not isinstance(self.dim, numbers.Integral) or self.dim < 2:
+            raise ValueError(
+                f"LKJCholesky needs dim, the number of correlated coefficients, to be an integer "
+                f">= 2; got dim={self.dim!r}."
+            )
 
     def _log_normalizer(self):
         # Lewandowski, Kurowicka & Joe (2009), p. 1999, as numpyro writes it.

@@ -14,7 +14,7 @@ import xarray as xr
 
 from hjax.studies.ranks import COVERAGE_LEVELS
 
-__all__ = ["recovery_metrics", "shrinkage"]
+__all__ = ["grid_points", "implied_shrinkage", "recovery_metrics", "shrinkage"]
 
 
 def recovery_metrics(table: xr.Dataset, *,
@@ -62,8 +62,60 @@ def recovery_metrics(table: xr.Dataset, *,
     )
 
 
+def grid_points(table: xr.Dataset, dim: str = "dataset",
+                max_points: int = 12) -> list[tuple[str, np.ndarray]]:
+    """The grid points of a recovery study: distinct combinations of the `held_*` coords that vary.
+
+    Args:
+        table: a table with `held_<name>` coords along `dim` (as `recover` assigns them).
+        dim: the dimension the coords run along.
+        max_points: more distinct combinations than this are not a grid but held values drawn
+            per dataset, best seen pooled (truth against estimate): one point is returned.
+
+    Returns:
+        (label, mask over `dim`) per grid point, in order of first appearance; the label reads
+        "u_sd = 0.5, b0 = 1". One point labelled "" when no held value varies.
+
+    Example:
+        >>> [label for label, _ in grid_points(table)]
+        ['u_sd = 0.2', 'u_sd = 0.5', 'u_sd = 1']
+    """
+    held = {str(name)[len("held_"):]: table[name].values for name in table.coords
+            if str(name).startswith("held_") and table[name].dims == (dim,)}
+    varying = {name: values for name, values in held.items() if np.unique(values).size > 1}
+    pooled = [("", np.ones(table.sizes[dim], dtype=bool))]
+    if not varying:
+        return pooled
+    rows = np.stack(list(varying.values()), axis=1)
+    _, first, inverse = np.unique(rows, axis=0, return_index=True, return_inverse=True)
+    if first.size > max_points:
+        return pooled
+    points = []
+    for index in np.argsort(first):  # np.unique sorts; keep the order the grid was given in
+        label = ", ".join(f"{name} = {value:g}" for name, value in zip(varying, rows[first[index]],
+                                                                       strict=True))
+        points.append((label, inverse.ravel() == index))
+    return points
+
+
+def implied_shrinkage(group_size, noise_sd, group_sd) -> np.ndarray:
+    """The pooling fraction a normal hierarchy implies: (sigma^2/n) / (sigma^2/n + sd^2).
+
+    A group of n observations with noise sd sigma, in a population of sd `group_sd`, has its
+    posterior mean pulled this fraction of the way from its observed mean to the population
+    mean (sigma and sd known).
+
+    Example:
+        >>> implied_shrinkage(np.array([1, 4]), 2.0, 1.0)
+        array([0.8, 0.5])
+    """
+    var = np.asarray(noise_sd, dtype=float) ** 2 / np.asarray(group_size, dtype=float)
+    return var / (var + np.asarray(group_sd, dtype=float) ** 2)
+
+
 def shrinkage(observed_mean: np.ndarray, group_size: np.ndarray, posterior_mean: np.ndarray,
-              population_mean: float | np.ndarray) -> xr.Dataset:
+              population_mean: float | np.ndarray, *, noise_sd: float | np.ndarray | None = None,
+              group_sd: float | np.ndarray | None = None) -> xr.Dataset:
     """How far each group's posterior mean moved from its observed mean toward the population.
 
     The fraction is (observed - posterior) / (observed - population): 0 is no pooling, 1 is
@@ -77,10 +129,13 @@ def shrinkage(observed_mean: np.ndarray, group_size: np.ndarray, posterior_mean:
         posterior_mean: each group's posterior mean.
         population_mean: the posterior mean of the population mean (scalar or per group, e.g.
             with group-level predictors).
+        noise_sd: the observation sd sigma (scalar or per group), for the implied fraction.
+        group_sd: the population sd tau (scalar or per group), for the implied fraction.
 
     Returns:
         A Dataset over `group` with `observed_mean`, `group_size`, `posterior_mean`,
-        `population_mean` and `shrinkage`.
+        `population_mean` and `shrinkage`; given both sds, also `noise_sd`, `group_sd` and
+        `implied_shrinkage` (see `implied_shrinkage`).
 
     Example:
         >>> result = shrinkage(np.array([2.0, -1.0]), np.array([3, 30]), np.array([1.0, -0.9]), 0.0)
@@ -94,12 +149,24 @@ def shrinkage(observed_mean: np.ndarray, group_size: np.ndarray, posterior_mean:
     if posterior.shape != observed.shape or observed.ndim != 1:
         raise ValueError(f"Expected 1-d observed and posterior means of one shape; got "
                          f"{observed.shape} and {posterior.shape}.")
+    if (noise_sd is None) != (group_sd is None):
+        raise ValueError("Expected both noise_sd and group_sd (for the implied shrinkage) or "
+                         "neither.")
     with np.errstate(divide="ignore", invalid="ignore"):
         fraction = (observed - posterior) / (observed - population)
-    return xr.Dataset({
+    result = xr.Dataset({
         "observed_mean": ("group", observed),
         "group_size": ("group", sizes),
         "posterior_mean": ("group", posterior),
         "population_mean": ("group", population),
         "shrinkage": ("group", fraction),
     })
+    if noise_sd is not None:
+        sds = {"noise_sd": noise_sd, "group_sd": group_sd}
+        result = result.assign({name: ("group", np.broadcast_to(np.asarray(value, dtype=float),
+                                                                observed.shape))
+                                for name, value in sds.items()})
+        with np.errstate(divide="ignore", invalid="ignore"):
+            result["implied_shrinkage"] = ("group", implied_shrinkage(
+                sizes, result["noise_sd"].values, result["group_sd"].values))
+    return result

@@ -80,6 +80,36 @@ def _ranks(thinned: np.ndarray, truth: np.ndarray, rng: np.random.Generator) -> 
     return below + rng.integers(0, ties + 1)
 
 
+def _columns(values: np.ndarray, sim: np.ndarray, thin: int, prior_var: np.ndarray,
+             rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """The table's columns for one parameter: `values` (dataset, chain, draw, element) and
+    `sim` (dataset, element); each column (dataset, element)."""
+    n_dataset, n_chain, n_draw, _ = values.shape
+    thinned = values[:, :, ::thin].reshape(n_dataset, -1, sim.shape[1])
+    pooled = values.reshape(n_dataset, n_chain * n_draw, -1)
+    mean = pooled.mean(axis=1)
+    sd = pooled.std(axis=1, ddof=1)
+    quantiles = dict(zip(QUANTILES, np.quantile(pooled, QUANTILES, axis=1), strict=True))
+    with np.errstate(divide="ignore", invalid="ignore"):  # constant draws or truths: inf
+        z_score, contraction = (mean - sim) / sd, 1 - sd**2 / prior_var
+    columns = {
+        "rank": _ranks(thinned, sim, rng),
+        "max_rank": np.full(sim.shape, thinned.shape[1]),
+        "simulated_value": sim,
+        "mean": mean,
+        "sd": sd,
+        "median": quantiles[0.5],
+        "q5": quantiles[0.05],
+        "q95": quantiles[0.95],
+        "z_score": z_score,
+        "contraction": contraction,
+    }
+    for level in COVERAGE_LEVELS:
+        lo, hi = (quantiles[q] for q in _central(level))
+        columns[f"covered_{level}"] = (lo <= sim) & (sim <= hi)
+    return columns
+
+
 def sbc_ranks(
     posterior: xr.Dataset,
     truths: xr.Dataset,
@@ -87,6 +117,7 @@ def sbc_ranks(
     thin: int | None = None,
     max_rank: int = 99,
     ess: xr.Dataset | None = None,
+    prior_variance: xr.Dataset | None = None,
     seed: int | np.random.Generator = 0,
 ) -> xr.Dataset:
     """Rank each simulated value among its fit's posterior draws, and summarize the draws.
@@ -103,6 +134,10 @@ def sbc_ranks(
             sample_dims=["chain", "draw"])`); its minimum over datasets sets a variable's thinning
             so that the kept draws are roughly independent. One factor per variable keeps
             `max_rank` equal across datasets, which the uniformity test needs.
+        prior_variance: the prior variance of each value, with the dims of `truths` less
+            `dataset` (e.g. over many prior draws, see `hjax.studies.runner.prior_variance`);
+            by default estimated across datasets from the simulated values (the R package
+            SBC's choice, which makes a batch's contraction depend on the batch).
         seed: seed or generator for breaking ties.
 
     Returns:
@@ -110,8 +145,8 @@ def sbc_ranks(
         `parameter` (base name, along `variable`), and variables: `rank` (thinned draws below the
         simulated value, ties at random), `max_rank` (L, the number of thinned draws: ranks lie
         in 0..L), `simulated_value`, `mean`, `sd`, `median`, `q5`, `q95`, `z_score`
-        ((mean - simulated_value) / sd), `contraction` (1 - posterior variance / prior variance,
-        the prior variance estimated across datasets from the simulated values) and
+        ((mean - simulated_value) / sd), `contraction` (1 - posterior variance / prior
+        variance) and
         `covered_50`, `covered_80`, `covered_95` (the central interval holds the simulated value).
 
     Example:
@@ -151,30 +186,13 @@ def sbc_ranks(
             step = thin_factor(n_chain, n_draw, max_rank=max_rank, min_ess=min_ess)
         else:
             step = thin
-        thinned = values[:, :, ::step].reshape(n_dataset, -1, sim.shape[1])
-        pooled = values.reshape(n_dataset, n_chain * n_draw, -1)
-
-        mean = pooled.mean(axis=1)
-        sd = pooled.std(axis=1, ddof=1)
-        quantiles = dict(zip(QUANTILES, np.quantile(pooled, QUANTILES, axis=1), strict=True))
-        prior_var = sim.var(axis=0, ddof=1) if n_dataset > 1 else np.full(sim.shape[1], np.nan)
-        with np.errstate(divide="ignore", invalid="ignore"):  # constant draws or truths: inf
-            z_score, contraction = (mean - sim) / sd, 1 - sd**2 / prior_var
-        columns = {
-            "rank": _ranks(thinned, sim, rng),
-            "max_rank": np.full(sim.shape, thinned.shape[1]),
-            "simulated_value": sim,
-            "mean": mean,
-            "sd": sd,
-            "median": quantiles[0.5],
-            "q5": quantiles[0.05],
-            "q95": quantiles[0.95],
-            "z_score": z_score,
-            "contraction": contraction,
-        }
-        for level in COVERAGE_LEVELS:
-            lo, hi = (quantiles[q] for q in _central(level))
-            columns[f"covered_{level}"] = (lo <= sim) & (sim <= hi)
+        if prior_variance is not None:
+            prior_var = prior_variance[name].transpose(*param_dims).values.reshape(-1)
+        elif n_dataset > 1:
+            prior_var = sim.var(axis=0, ddof=1)
+        else:
+            prior_var = np.full(sim.shape[1], np.nan)
+        columns = _columns(values, sim, step, prior_var, rng)
         labels = _labels(draws, name, param_dims)
         blocks.append(xr.Dataset(
             {key: (("dataset", "variable"), value) for key, value in columns.items()},

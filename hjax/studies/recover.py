@@ -9,12 +9,14 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 import xarray as xr
 
-from hjax.model._term import Sum
+from hjax.inference.keys import as_key
 from hjax.model.fixed import Fixed
 from hjax.model.level import Level
 from hjax.model.likelihoods import Gaussian
+from hjax.model.terms import Sum
+from hjax.settings import StudySettings, validated
 from hjax.studies import metrics
-from hjax.studies.runner import StudySettings, run_study
+from hjax.studies.runner import run_study
 
 
 def recovery_truths(given: Mapping | None, grid: Mapping[str, Sequence[float]] | None,
@@ -45,18 +47,12 @@ def recover(
     given: Mapping | None = None,
     grid: Mapping[str, Sequence[float]] | None = None,
     replicates: int = 20,
-    chains: int = 4,
-    warmup: int = 500,
-    draws: int = 500,
-    batch_size: int = 16,
-    target_accept: float = 0.8,
-    init: str | None = None,
-    sampler: str = "nuts",
-    lanes: int | None = None,
-    seed: int = 0,
+    settings: StudySettings | None = None,
     directory: str | os.PathLike | None = None,
+    shard: tuple[int, int] | str | None = None,
     on_batch: Callable[[int, int], None] | None = None,
     shrinkage: str | None = None,
+    **options,
 ) -> xr.Dataset:
     """Fit datasets simulated at known parameter values and return the study table.
 
@@ -70,26 +66,73 @@ def recover(
     group mean and size and the posterior means of the group's mean and of the population
     mean: `shrinkage_table(table)` turns them into pooling fractions.
 
+    Args:
+        key: root PRNG key, or an int seed.
+        given: values held in every dataset (a number, or an array with a leading dataset
+            axis for per-dataset values).
+        grid: values to cross: every combination is a grid point.
+        replicates: datasets per grid point.
+        settings, **options: as `hj.sbc` (an `hj.StudySettings` and overrides of its fields).
+        directory, shard, on_batch: as `hj.sbc`.
+        shrinkage: the name of a Level whose shrinkage to record.
+
     Example:
-        >>> model, design = hj.catalog.varying_intercept(groups=20, per_group=10)
-        >>> table = hj.recover(model, design, key=jax.random.key(0),
-        ...                    grid={"u_sd": [0.2, 1.0]}, given={"b0": 0.5, "sigma": 1.0})
+        >>> model, design = hj.catalog.varying_intercept(groups=4, per_group=5)
+        >>> table = hj.recover(model, design, key=0, grid={"u_sd": [0.2, 1.0]},
+        ...                    given={"b0": 0.5, "sigma": 1.0}, replicates=2, chains=2,
+        ...                    warmup=100, draws=100)
+        >>> table.held_u_sd.values.tolist()
+        [0.2, 0.2, 1.0, 1.0]
     """
+    settings = validated(StudySettings, "hj.recover", settings, **options)
     truths = recovery_truths(given, grid, replicates)
     n_datasets = next(iter(truths.values())).shape[0] if truths else replicates
-    settings = StudySettings(chains=chains, warmup=warmup, draws=draws, batch_size=batch_size,
-                             target_accept=target_accept, init=init,
-                             sampler=sampler, lanes=lanes, seed=seed)
     extra = None if shrinkage is None else group_means(model, shrinkage)
-    table = run_study(model, design, n_datasets=n_datasets, key=key, settings=settings,
-                      given=truths, directory=directory, on_batch=on_batch, extra=extra)
-    held = {f"held_{name}": ("dataset", values) for name, values in truths.items()
-            if values.ndim == 1}
-    return table.assign_coords(held)
+    return run_study(model, design, n_datasets=n_datasets, key=as_key(key), settings=settings,
+                     given=truths, directory=directory, shard=shard, on_batch=on_batch,
+                     extra=extra, labels={"study": "recover", "shrinkage": shrinkage})
+
+
+def _scale_names(model, level) -> dict[str, str | float] | None:
+    """The group and observation sds (a parameter name, or a fixed value) for the shrinkage
+    the model implies, sigma^2/n / (sigma^2/n + sd^2); None when the noise sd is not one scalar
+    parameter (data, predictors), as the curve then has no single sigma."""
+    sigma = model.likelihood.terms().get("sigma")
+    if not (isinstance(sigma, Fixed) and sigma.has_intercept()):
+        return None
+    # A number for `scale` fixes the population sd; a prior makes it the parameter `<name>_sd`.
+    fixed = not hasattr(level.scale, "log_prob")
+    return {"group_sd": float(level.scale) if fixed else f"{level.name}_sd",
+            "noise_sd": sigma.name}
+
+
+def _scale_means(post: xr.Dataset, scales: dict[str, str | float] | None,
+                 n: int) -> xr.Dataset:
+    """Per-dataset posterior means of the scales, labelled by role and parameter name ("" for a
+    fixed value). Names travel as a coordinate, not as attrs: combining batches drops attrs."""
+    if scales is None:
+        return xr.Dataset()
+    means = [post[v].mean(("chain", "draw")).values if isinstance(v, str) else np.full(n, v)
+             for v in scales.values()]
+    if any(mean.shape != (n,) for mean in means):  # e.g. the sds of correlated effects
+        return xr.Dataset()
+    names = [v if isinstance(v, str) else "" for v in scales.values()]
+    return xr.Dataset(
+        {"posterior_scale_mean": (("dataset", "shrinkage_scale"), np.stack(means, axis=1))},
+        coords={"shrinkage_scale": list(scales),
+                "shrinkage_scale_parameter": ("shrinkage_scale", names)})
 
 
 def group_means(model, level_name: str):
-    """A study hook: observed and posterior group means of Level `level_name`, per dataset."""
+    """A study hook: observed and posterior group means of Level `level_name`, per dataset.
+
+    Also, where the model has them as scalars, the posterior means of the group and noise
+    sds (`posterior_scale_mean`, with their parameter names), so `shrinkage_table` can give
+    the shrinkage the model implies.
+
+    Example:
+        >>> table = run_study(model, design, n_datasets=8, key=key, extra=group_means(model, "u"))
+    """
     level = next((t for t in model.terms() if isinstance(t, Level) and t.name == level_name),
                  None)
     mu = model.likelihood.terms().get("mu")
@@ -107,6 +150,7 @@ def group_means(model, level_name: str):
             "deviations, or to have an intercept Fixed as its `loc`."
         )
     y_key = model.likelihood.observed_keys()["y"]
+    scales = _scale_names(model, level)
 
     def hook(fit, data, indices):
         g = np.asarray(data[level.group])
@@ -125,19 +169,51 @@ def group_means(model, level_name: str):
             "group_size": (dims, counts),
             "posterior_group_mean": (dims, group_mean),
             "posterior_population_mean": ("dataset", pop),
-        }, coords={"dataset": indices})
+        }, coords={"dataset": indices}).merge(
+            _scale_means(post, scales, len(indices)).assign_coords(dataset=indices))
 
     return hook
+
+
+def _implied_sd(table: xr.Dataset, which: str) -> tuple[np.ndarray, str, str] | None:
+    """Per-dataset value of the group or noise sd (held, fixed, or its posterior mean), the
+    parameter's name and which of the three it is."""
+    if "posterior_scale_mean" not in table:
+        return None
+    values = table["posterior_scale_mean"].sel(shrinkage_scale=which).values.astype(float)
+    name = str(table["shrinkage_scale_parameter"].sel(shrinkage_scale=which).values)
+    if not name:
+        return values, which, "fixed"
+    if f"held_{name}" in table.coords:
+        return table[f"held_{name}"].values.astype(float), name, "held"
+    return values, name, "posterior mean"
 
 
 def shrinkage_table(table: xr.Dataset) -> xr.Dataset:
     """Pooling fractions of every (dataset, group) of a `recover(..., shrinkage=...)` table.
 
+    Rows (dim `group`) carry the `dataset` they come from and its `held_*` values, so
+    `plot_shrinkage` shows each grid point apart. Where the table has the group and noise sds
+    (`posterior_scale_mean`, see `group_means`), `group_sd` and `noise_sd` hold per row the
+    held value, else the fixed one, else the dataset's posterior mean (attrs `parameter`,
+    `source`), for the shrinkage the model implies.
+
     Example:
         >>> hj.plot_shrinkage(shrinkage_table(table), path="shrinkage.png")
     """
     population = table.posterior_population_mean.broadcast_like(table.observed_group_mean)
-    return metrics.shrinkage(table.observed_group_mean.values.ravel(),
-                             table.group_size.values.ravel(),
-                             table.posterior_group_mean.values.ravel(),
-                             population.values.ravel())
+    per_group = table.observed_group_mean.sizes
+    repeat = int(np.prod([size for dim, size in per_group.items() if dim != "dataset"]))
+    sds = {which: _implied_sd(table, which) for which in ("group_sd", "noise_sd")}
+    scales = ({which: np.repeat(values, repeat) for which, (values, _, _) in sds.items()}
+              if all(sds.values()) else {})
+    result = metrics.shrinkage(table.observed_group_mean.transpose("dataset", ...).values.ravel(),
+                               table.group_size.transpose("dataset", ...).values.ravel(),
+                               table.posterior_group_mean.transpose("dataset", ...).values.ravel(),
+                               population.transpose("dataset", ...).values.ravel(), **scales)
+    for which, (_, name, source) in (sds.items() if scales else ()):
+        result[which].attrs.update(parameter=name, source=source)
+    held = {name: ("group", np.repeat(table[name].values, repeat))
+            for name in table.coords if str(name).startswith("held_")}
+    return result.assign_coords(dataset=("group", np.repeat(table["dataset"].values, repeat)),
+                                **held)

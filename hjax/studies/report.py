@@ -9,13 +9,13 @@ import numpy as np
 import xarray as xr
 
 from hjax.studies.calibration import uniformity_test
-from hjax.studies.metrics import recovery_metrics
+from hjax.studies.metrics import grid_points, recovery_metrics
 from hjax.studies.plots import plot_ecdf_diff, plot_rank_hist, plot_recovery, plot_shrinkage
 
 __all__ = ["write_report"]
 
 MAX_ROWS = 40  # per-variable tables longer than this are summarized per parameter only
-MAX_RANK_PANELS = 24
+MAX_RANK_PANELS = 16  # a 4 x 4 grid; the ECDF figure shows every variable
 DIAGNOSTIC_ROWS = (  # key in `hj.diagnose` output, label, summary over fits
     ("treedepth_hits", "transitions at max tree depth", lambda v: int(v.sum())),
     ("init_failures", "chains that failed to initialize", lambda v: int(v.sum())),
@@ -31,7 +31,7 @@ def _table(header: Sequence[str], rows: Sequence[Sequence]) -> list[str]:
         if isinstance(value, bool | np.bool_):
             return "**yes**" if value else "no"
         if isinstance(value, float | np.floating):
-            return f"{value:.4g}"
+            return "–" if np.isnan(value) else f"{value:.4g}"
         return str(value)
 
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
@@ -79,22 +79,67 @@ def _calibration(table: xr.Dataset, test: xr.Dataset, directory: Path) -> list[s
     return lines
 
 
-def _recovery(table: xr.Dataset, directory: Path) -> list[str]:
-    lines = ["## Recovery", "",
-             "Posterior mean against simulated value over datasets; coverage is the fraction of "
-             "central intervals holding the simulated value.", ""]
+def _metric_rows(table: xr.Dataset, by: str,
+                 points: list[tuple[str, np.ndarray]]) -> tuple[list[str], list[tuple]]:
+    """Rows of `recovery_metrics` per grid point (first column), then pooled over the grid."""
     header = ["bias", "rmse", "correlation", "coverage_50", "coverage_80", "coverage_95"]
-    tables = [recovery_metrics(table, by="parameter")]
+    parts = [(label, table.isel(dataset=mask)) for label, mask in points]
+    if len(points) > 1:
+        parts.append(("all", table))
+    rows = []
+    for label, part in parts:
+        metrics = recovery_metrics(part, by=by)
+        rows += [((label,) if len(points) > 1 else ()) + (name, *(
+            float(metrics[key].values[i]) for key in header))
+            for i, name in enumerate(metrics[by].values)]
+    return (["grid point"] if len(points) > 1 else []) + [by, *header], rows
+
+
+def _recovery(table: xr.Dataset, directory: Path) -> list[str]:
+    points = grid_points(table)
+    intro = ("Posterior mean against simulated value over datasets; coverage is the fraction "
+             "of central intervals holding the simulated value")
+    if any(str(name).startswith("held_") for name in table.coords):
+        intro += "; correlation is – where the simulated value is held (constant)"
+    lines = ["## Recovery", "", intro + ".", ""]
+    if len(points) > 1:
+        lines += ["Rows per grid point (the held values that vary), then all grid points "
+                  "pooled (\"all\").", ""]
+    lines += _table(*_metric_rows(table, "parameter", points))
     # Per-variable rows only add something for vector parameters, and only while readable.
-    if tables[0].sizes["parameter"] < table.sizes["variable"] <= MAX_ROWS:
-        tables.append(recovery_metrics(table, by="variable"))
-    for metrics in tables:
-        (by,) = metrics.dims
-        lines += _table([by, *header], [
-            (name, *(float(metrics[key].values[i]) for key in header))
-            for i, name in enumerate(metrics[by].values)])
+    n_params = len(set(table["parameter"].values))
+    if n_params < table.sizes["variable"] and table.sizes["variable"] * len(points) <= MAX_ROWS:
+        lines += _table(*_metric_rows(table, "variable", points))
     plot_recovery(table, path=directory / "recovery.png")
-    return lines + ["![Simulated value vs posterior mean, 90 % intervals](recovery.png)", ""]
+    caption = "Simulated value vs posterior mean, 90 % intervals (red: missing the simulated value)"
+    if len(points) > 1:
+        caption += ", one row per grid point"
+    return lines + [f"![{caption}](recovery.png)", ""]
+
+
+def _shrinkage(result: xr.Dataset, directory: Path) -> list[str]:
+    plot_shrinkage(result, path=directory / "shrinkage.png")
+    points = grid_points(result, dim="group")
+    first, second = ("Top", "Bottom") if len(points) > 1 else ("Left", "Right")
+    text = (f"{first}: observed vs posterior group means (marker area: group size; line: no "
+            f"pooling; dashed: the population mean). {second}: the pooling fraction (observed - "
+            "posterior) / (observed - population) by group size; small groups are pulled "
+            "further toward the population mean. Fractions beyond the axis (observed mean near "
+            "the population mean, where the fraction is unstable) are marked x at its edge.")
+    if len(points) > 1:
+        text += (" One column of panels per grid point "
+                 f"({', '.join(label for label, _ in points)}).")
+    if "implied_shrinkage" in result:
+        names = {which: result[which].attrs.get("parameter", which)
+                 for which in ("noise_sd", "group_sd")}
+        sources = [f"{names[which]} {result[which].attrs.get('source', 'as given')}"
+                   for which in ("noise_sd", "group_sd")]
+        text += (f" The curve is the shrinkage the model implies, {names['noise_sd']}^2/n / "
+                 f"({names['noise_sd']}^2/n + {names['group_sd']}^2), with "
+                 f"{' and '.join(sources)}")
+        averaged = any(result[w].attrs.get("source") == "posterior mean" for w in names)
+        text += " (averaged over the datasets of each grid point)." if averaged else "."
+    return ["## Shrinkage", "", text, "", "![Shrinkage of group means](shrinkage.png)", ""]
 
 
 def _diagnostics(table: xr.Dataset, diagnostics: xr.Dataset) -> list[str]:
@@ -112,6 +157,16 @@ def _diagnostics(table: xr.Dataset, diagnostics: xr.Dataset) -> list[str]:
     lines += [f"Failed or divergent fits are kept: all {n} datasets enter the tables above "
               "(dropping them would bias SBC).", ""]
     return lines
+
+
+def _grid_summary(table: xr.Dataset) -> str:
+    """' over 3 grid points (u_sd = 0.2; ...; 32 datasets each)', or '' without a grid."""
+    points = grid_points(table)
+    if len(points) == 1:
+        return ""
+    counts = sorted({int(mask.sum()) for _, mask in points})
+    each = f"{counts[0]} datasets each" if len(counts) == 1 else "unequal numbers of datasets"
+    return f" over {len(points)} grid points ({'; '.join(label for label, _ in points)}; {each})"
 
 
 def write_report(
@@ -133,7 +188,8 @@ def write_report(
         diagnostics: per-fit diagnostics with dim `dataset` (`hj.diagnose` of the batched fit:
             `divergences`, `treedepth_hits`, `max_rhat`, `min_ess_bulk`, `min_ess_tail`,
             `init_failures`; any subset). Default: those of them that `table` holds.
-        shrinkage: the output of `shrinkage` for one dataset, to add the shrinkage figure.
+        shrinkage: the output of `shrinkage` (one dataset) or `shrinkage_table` (a study, per
+            grid point), to add the shrinkage figure.
         title: the report's heading.
         calibration: include the SBC calibration section (off for recovery studies, whose
             held-fixed truths make ranks non-uniform by design).
@@ -152,17 +208,14 @@ def write_report(
     if diagnostics is None:
         diagnostics = table[[key for key in DIAGNOSTIC_KEYS if key in table.data_vars]]
     lines = [f"# {title}", "",
-             f"{table.sizes['dataset']} simulated datasets, {table.sizes['variable']} scalar "
-             f"quantities ({', '.join(dict.fromkeys(table['parameter'].values))}).", ""]
+             f"{table.sizes['dataset']} simulated datasets{_grid_summary(table)}, "
+             f"{table.sizes['variable']} scalar quantities "
+             f"({', '.join(dict.fromkeys(table['parameter'].values))}).", ""]
     if calibration:
         lines += _calibration(table, test, directory)
     lines += _recovery(table, directory)
     if shrinkage is not None:
-        plot_shrinkage(shrinkage, path=directory / "shrinkage.png")
-        lines += ["## Shrinkage", "",
-                  "Observed vs posterior group means (marker size: group size); small groups "
-                  "are pulled further toward the population mean.", "",
-                  "![Shrinkage of group means](shrinkage.png)", ""]
+        lines += _shrinkage(shrinkage, directory)
     lines += _diagnostics(table, diagnostics)
     path = directory / "report.md"
     path.write_text("\n".join(lines))

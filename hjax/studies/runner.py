@@ -1,22 +1,21 @@
 """The batch runner behind SBC and recovery studies: simulate, fit, score, store, resume.
 
 A study of N datasets runs in batches of `batch_size`. Dataset i is simulated with
-`fold_in(simulation_key, i)` and fitted with `fold_in(fit_key, i)`, so its result does not depend
-on the batch it ran in (bit for bit with the same `batch_size`; see `hj.sample` for others).
-Each finished batch is written to its own netCDF file (written to a temporary name, then
-renamed: a killed run never leaves a half-written batch). Re-running the same study in the same
-directory skips the batches already on disk, so an interrupted run ends with exactly the
-results of an uninterrupted one.
+`fold_in(simulation_key, i)` and fitted with `fold_in(fit_key, i)`, so its result does not
+depend on the batch it ran in (bit for bit with the same layout; see `hj.sample` for others).
+With a `directory`, each finished batch is published to the study's `Store` (atomically, so a
+killed run never leaves a half-written batch) and a re-run skips the batches already there:
+an interrupted run ends with exactly the results of an uninterrupted one. A `shard` (k, n)
+fits only batches k, k + n, k + 2n, ...: n workers, on one machine or many, share a study.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
+import importlib.metadata
 import os
+import warnings
 from collections.abc import Callable, Mapping
-from pathlib import Path
-from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -25,26 +24,25 @@ import xarray as xr
 
 from hjax.inference.diagnostics import diagnose
 from hjax.inference.sample import sample
+from hjax.inference.samplers import sampler_for
+from hjax.settings import StudySettings
 from hjax.studies.ranks import sbc_ranks
+from hjax.studies.store import Batch, Store, batches
 
+__all__ = ["parse_shard", "prior_variance", "run_study", "truths_dataset"]
 
-class StudySettings(NamedTuple):
-    """How each dataset is fitted and how the study is cut into batches."""
+PRIOR_DRAWS = 4000  # prior draws behind each parameter's prior variance (contraction)
 
-    chains: int = 4
-    warmup: int = 500
-    draws: int = 500
-    batch_size: int = 16
-    target_accept: float = 0.8
-    max_rank: int = 99
-    seed: int = 0
-    init: str | None = None
-    sampler: str = "nuts"
-    lanes: int | None = None
+Extra = Callable[[xr.DataTree, dict, np.ndarray], xr.Dataset]
 
 
 def truths_dataset(model, truths: Mapping[str, np.ndarray], indices: np.ndarray) -> xr.Dataset:
-    """Simulated parameter values as a Dataset with dims (dataset, *param dims)."""
+    """Reported parameter values as a Dataset with dims (dataset, *param dims).
+
+    Example:
+        >>> truths_dataset(model, {"mu": np.zeros(2)}, np.arange(2))["mu"].dims
+        ('dataset',)
+    """
     coords = model.coords
     variables = {}
     for name, dims in model.param_dims.items():
@@ -55,41 +53,78 @@ def truths_dataset(model, truths: Mapping[str, np.ndarray], indices: np.ndarray)
     return xr.Dataset(variables, coords={"dataset": indices})
 
 
-def _fingerprint(model, fit_model, design, n_datasets, settings, given, extra) -> dict:
-    """What must match for stored batches to be reused."""
-    design_shapes = {k: list(np.shape(v)) for k, v in sorted(design.items())}
+def prior_variance(model, design: dict, key, n: int = PRIOR_DRAWS) -> xr.Dataset:
+    """Each reported value's variance over `n` prior draws given the (prepared) design: the
+    denominator of posterior contraction, the same for every dataset and batch.
+
+    Example:
+        >>> prior_variance(model, model.prepare(design, observed=False), jax.random.key(0))
+    """
+    def draw(key):
+        return model.constrain(model.unconstrain(model.sample_prior(key, design)), design)
+
+    draws = jax.jit(jax.vmap(draw))(jax.random.split(key, n))
+    table = truths_dataset(model, {k: np.asarray(v) for k, v in draws.items()}, np.arange(n))
+    return table.var("dataset", ddof=1)
+
+
+def parse_shard(shard: tuple[int, int] | str | None) -> tuple[int, int]:
+    """(k, n) from `(k, n)` or "k/n" (worker k of n, 0-based); (0, 1) for None.
+
+    Example:
+        >>> parse_shard("2/4")
+        (2, 4)
+    """
+    if shard is None:
+        return 0, 1
+    try:
+        k, n = (int(x) for x in (shard.split("/") if isinstance(shard, str) else shard))
+    except (TypeError, ValueError):
+        raise ValueError(f"shard must be 'k/n' or (k, n), worker k of n counted from 0; got "
+                         f"{shard!r}.") from None
+    if not 0 <= k < n:
+        raise ValueError(f"shard {k}/{n}: need 0 <= k < n (workers are counted from 0).")
+    return k, n
+
+
+def _manifest(model, fit_model, design, n_datasets, settings, key, given, labels) -> dict:
+    """Everything that determines the study's bits, for the store to compare."""
+    def digest(arrays: Mapping) -> str:
+        return hashlib.sha256(b"".join(
+            k.encode() + np.ascontiguousarray(v).tobytes()
+            for k, v in sorted(arrays.items()))).hexdigest()
+
+    layout = sampler_for(settings).layout(min(settings.batch_size, n_datasets),
+                                          chains=settings.chains,
+                                          batch_size=settings.batch_size,
+                                          devices=settings.devices)
     return {
-        "model": str(model), "fit_model": str(fit_model), "design": design_shapes,
-        "n_datasets": n_datasets, "extra": extra,
-        "settings": settings._asdict(),
-        "design_digest": hashlib.sha256(b"".join(
-            np.asarray(v).tobytes() for _, v in sorted(design.items()))).hexdigest(),
-        "given": sorted(given or {}),
+        "format": 2, "model": str(model), "fit_model": str(fit_model),
+        "design": {k: list(np.shape(v)) for k, v in sorted(design.items())},
+        "design_digest": digest(design), "n_datasets": n_datasets,
+        "given": {k: list(np.shape(v)) for k, v in sorted(given.items())},
+        "given_digest": digest(given), "settings": settings.model_dump(),
+        "key": np.asarray(jax.random.key_data(key)).tolist(),
+        "key_impl": str(jax.random.key_impl(key)),
+        "x64": bool(jax.config.jax_enable_x64), "backend": jax.default_backend(),
+        # The compiled arithmetic depends on the lanes (or the vmap width): another layout
+        # gives other, equally valid, draws.
+        "layout": {"lanes": layout.lanes, "vectorize": layout.vectorized
+                   if settings.sampler == "blackjax" else None},
+        **labels,
+        "versions": _versions(),
     }
 
 
-def _batch_path(directory: Path, start: int, stop: int) -> Path:
-    return directory / f"batch-{start:06d}-{stop:06d}.nc"
-
-
-def _prepare_directory(directory: Path, fingerprint: dict) -> None:
-    directory.mkdir(parents=True, exist_ok=True)
-    manifest = directory / "study.json"
-    if manifest.exists():
-        stored = json.loads(manifest.read_text())
-        if stored != json.loads(json.dumps(fingerprint)):
-            raise ValueError(
-                f"{directory} holds results of a different study (model, design or settings "
-                "differ). Use a new output directory, or delete this one to start over."
-            )
-    else:
-        manifest.write_text(json.dumps(fingerprint, indent=1))
-
-
-def _write_atomic(table: xr.Dataset, path: Path) -> None:
-    tmp = path.with_suffix(".tmp")
-    table.to_netcdf(tmp)
-    os.replace(tmp, path)
+def _versions() -> dict[str, str]:
+    """Versions that can change the bits; recorded, but a difference only warns."""
+    found = {}
+    for name in ("jax", "jaxlib", "blackjax", "hjax"):
+        try:
+            found[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            found[name] = "unknown"
+    return found
 
 
 def run_study(
@@ -101,92 +136,164 @@ def run_study(
     settings: StudySettings | None = None,
     given: Mapping[str, np.ndarray] | None = None,
     directory: str | os.PathLike | None = None,
+    shard: tuple[int, int] | str | None = None,
     on_batch: Callable[[int, int], None] | None = None,
     fit_model=None,
-    extra: Callable[[xr.DataTree, dict, np.ndarray], xr.Dataset] | None = None,
+    extra: Extra | None = None,
+    labels: Mapping | None = None,
 ) -> xr.Dataset:
     """Simulate, fit and score `n_datasets` datasets in batches; see `hj.sbc` / `hj.recover`.
 
     Args:
+        settings: the fit settings, batch size and rank resolution (`StudySettings()` by
+            default).
+        given: parameter values held fixed per dataset (arrays with a leading dataset axis);
+            the rest are drawn from the prior.
+        directory: where batches are stored and resumed from (any number of workers may
+            share it); None keeps everything in memory.
+        shard: fit only batches k, k + n, ... (`(k, n)` or "k/n"); the others are read from
+            `directory` if there, else reported missing.
+        on_batch: called as on_batch(datasets_done, n_datasets) before the first batch and
+            after each (progress bars, interruption).
         fit_model: the model fitted to the simulated data, if not `model` itself (to check that
             SBC flags a deliberately wrong model); it must report the same parameters.
         extra: extra(fit, data, dataset_indices) -> per-dataset variables (dim `dataset`)
             merged into the table (e.g. observed group means for shrinkage).
-        given: parameter values held fixed per dataset (arrays with a leading dataset axis);
-            the rest are drawn from the prior.
-        directory: where batches are stored and resumed from; None keeps everything in memory.
-        on_batch: called as on_batch(datasets_done, n_datasets) before the first batch and
-            after each (progress bars, interruption).
+        labels: what else determines the results (e.g. the `extra` hook's settings), for the
+            store's manifest.
 
     Returns:
-        The study table: dims (dataset, variable), SBC columns and per-dataset diagnostics.
+        The study table (dims dataset, variable: SBC columns and per-dataset diagnostics) of
+        every batch fitted or stored, with coords `held_<name>` for scalar values held per
+        dataset; `attrs["missing_batches"]` names the batches neither
+        fitted here (another shard's) nor stored yet.
+
+    Example:
+        >>> table = run_study(model, design, n_datasets=32, key=jax.random.key(0),
+        ...                   settings=hj.StudySettings(batch_size=16))
     """
-    settings = settings or StudySettings()
+    settings = StudySettings() if settings is None else settings
+    shard = parse_shard(shard)
     fit_model = model if fit_model is None else fit_model
     if set(fit_model.param_dims) != set(model.param_dims):
         raise ValueError(
             f"fit_model reports {sorted(fit_model.param_dims)} but the simulating model reports "
-            f"{sorted(model.param_dims)}; SBC compares the same parameters."
-        )
+            f"{sorted(model.param_dims)}; SBC compares the same parameters.")
     design = model.prepare(design, observed=False)
-    width = min(settings.batch_size, n_datasets)
-    sim_key, fit_key = jax.random.split(key)
-    fold = jax.vmap(jax.random.fold_in, in_axes=(None, 0))
     given = {k: np.asarray(v) for k, v in (given or {}).items()}
-    simulate = jax.jit(jax.vmap(model.simulate, in_axes=(0, None, 0)))
-    directory = None if directory is None else Path(directory)
-    if directory is not None:
-        extra_name = None if extra is None else getattr(extra, "__qualname__", repr(extra))
-        _prepare_directory(directory, _fingerprint(model, fit_model, design, n_datasets,
-                                                   settings, given, extra_name))
+    # A short study is one short batch, not a batch padded to `batch_size`.
+    fit_settings = settings.model_copy(update={"batch_size": min(settings.batch_size,
+                                                                 n_datasets)})
+    store = None if directory is None else Store(directory, _manifest(
+        model, fit_model, design, n_datasets, fit_settings, key, given, dict(labels or {})))
+    # Datasets use fold_in(sim_key, i) and fold_in(fit_key, i); the prior variance a third key.
+    sim_key, fit_key, prior_key = jax.random.split(key, 3)
+    batch_study = _BatchStudy(model, fit_model, design, fit_settings, sim_key, fit_key,
+                              prior_key, given, extra)
+    tables, missing = _run_batches(batch_study, store, batches(n_datasets, settings.batch_size),
+                                   shard, on_batch)
+    return combine(tables, n_datasets, missing)
 
-    tables = []
+
+def _run_batches(batch_study, store: Store | None, todo: list[Batch], shard: tuple[int, int],
+                 on_batch) -> tuple[list[xr.Dataset], list[Batch]]:
+    """Each batch's table: stored, or fitted (and published) when it is this shard's; the
+    batches neither stored nor this shard's are missing. A batch that fails is recorded in
+    the store and the others are fitted before the failures are raised."""
+    mine, n_shards = shard
+    n_datasets = todo[-1].stop
+    tables, missing, failed = [], [], []
     if on_batch is not None:
         on_batch(0, n_datasets)
-    for start in range(0, n_datasets, width):
-        stop = min(start + width, n_datasets)
-        path = None if directory is None else _batch_path(directory, start, stop)
-        if path is not None and path.exists():
-            tables.append(xr.load_dataset(path))
+    for batch in todo:
+        table = None if store is None else store.load(batch)
+        if table is None and batch.number % n_shards == mine:
+            try:
+                table = batch_study.fit(batch)
+            except Exception as error:
+                if store is None:
+                    raise
+                store.record_failure(batch, error)
+                failed.append(f"{batch.name} ({type(error).__name__}: {error})")
+                continue
+            if store is not None:
+                store.publish(batch, table)
+        if table is None:
+            missing.append(batch)
             continue
-        indices = np.arange(start, stop)
-        batch_given = {k: jnp.asarray(v[indices]) for k, v in given.items()}
-        truths, data = simulate(fold(sim_key, jnp.asarray(indices)), design, batch_given)
-        # A batch is one chunk (spread over the devices); a short last batch is padded to the
-        # full width, so every batch runs the same compiled program.
-        fit = sample(fit_model, data, key=fit_key, first_dataset=start, chains=settings.chains,
-                     warmup=settings.warmup, draws=settings.draws, batch_size=width,
-                     target_accept=settings.target_accept, init=settings.init,
-                     sampler=settings.sampler, lanes=settings.lanes, progress=False, warn=False)
-        table = score_batch(model, fit, truths, indices, settings)
-        if extra is not None:
-            table = table.merge(extra(fit, data, indices))
-        if path is not None:
-            _write_atomic(table, path)
         tables.append(table)
         if on_batch is not None:
-            on_batch(stop, n_datasets)
-    return combine(tables, n_datasets)
+            on_batch(sum(t.sizes["dataset"] for t in tables), n_datasets)
+    if failed:
+        raise RuntimeError(f"{len(failed)} batch(es) failed: " + "; ".join(failed[:3])
+                           + f". Their errors are in {store.directory}/failed-*.json; the "
+                           "other batches are stored, and a re-run fits only what is missing.")
+    return tables, missing
 
 
-def score_batch(model, fit, truths, indices, settings) -> xr.Dataset:
-    """SBC ranks and summaries per (dataset, variable), plus per-dataset diagnostics."""
-    posterior = fit.posterior.to_dataset().assign_coords(dataset=indices)
-    truth = truths_dataset(model, {k: np.asarray(v) for k, v in truths.items()}, indices)
-    # Tie-breaking draws depend on the batch's first dataset, never on batch order.
-    rng = np.random.default_rng([settings.seed, int(indices[0])])
-    table = sbc_ranks(posterior, truth, max_rank=settings.max_rank, seed=rng)
-    diagnostics = diagnose(fit).assign_coords(dataset=indices)
-    return table.merge(diagnostics.reset_coords(drop=True))
+class _BatchStudy:
+    """Simulates, fits and scores one batch; compiled pieces are made once, on first use."""
+
+    def __init__(self, model, fit_model, design, settings, sim_key, fit_key, prior_key, given,
+                 extra):
+        self.model, self.fit_model, self.design = model, fit_model, design
+        self.settings, self.sim_key, self.fit_key = settings, sim_key, fit_key
+        self.prior_key, self.given, self.extra = prior_key, given, extra
+        self.simulate = jax.jit(jax.vmap(model.simulate, in_axes=(0, None, 0)))
+        self._prior_variance = None
+        # Tie-breaking of ranks: from the key, never from the batch order.
+        self.tie_seed = [int(w) for w in np.ravel(jax.random.key_data(fit_key))]
+
+    def fit(self, batch: Batch) -> xr.Dataset:
+        if self._prior_variance is None:
+            self._prior_variance = prior_variance(self.fit_model, self.design, self.prior_key)
+        indices = np.arange(batch.start, batch.stop)
+        fold = jax.vmap(jax.random.fold_in, in_axes=(None, 0))
+        held = {k: jnp.asarray(v[indices]) for k, v in self.given.items()}
+        truths, data = self.simulate(fold(self.sim_key, jnp.asarray(indices)), self.design,
+                                     held)
+        # A batch is one chunk (spread over the devices); a short last batch is padded to the
+        # full width, so every batch runs the same compiled program.
+        fit = sample(self.fit_model, data, key=self.fit_key, settings=self.settings,
+                     first_dataset=batch.start, progress=False, warn=False)
+        posterior = fit.posterior.to_dataset().assign_coords(dataset=indices)
+        truth = truths_dataset(self.model, {k: np.asarray(v) for k, v in truths.items()},
+                               indices)
+        rng = np.random.default_rng([*self.tie_seed, batch.start])
+        table = sbc_ranks(posterior, truth, max_rank=self.settings.max_rank,
+                          prior_variance=self._prior_variance, seed=rng)
+        diagnostics = diagnose(fit).assign_coords(dataset=indices)
+        table = table.merge(diagnostics.reset_coords(drop=True))
+        if self.extra is not None:
+            table = table.merge(self.extra(fit, data, indices))
+        # Held scalar values label each dataset (a recovery's grid point).
+        table = table.assign_coords({f"held_{name}": ("dataset", values[indices])
+                                     for name, values in self.given.items() if values.ndim == 1})
+        # Kept in the batch's file (for `hjax status`), dropped when batches are combined.
+        return table.assign_attrs({k: fit.posterior.attrs[k]
+                                   for k in ("sampling_time", "compile_time")})
 
 
-def combine(tables: list[xr.Dataset], n_datasets: int) -> xr.Dataset:
-    """Concatenate batch tables, checking every dataset is there exactly once."""
-    table = xr.concat(tables, dim="dataset").sortby("dataset")
+def combine(tables: list[xr.Dataset], n_datasets: int, missing: list[Batch] = ()) -> xr.Dataset:
+    """Concatenate batch tables, checking no dataset is there twice and none is absent
+    unless its batch is listed as `missing`.
+
+    Example:
+        >>> table = combine([first, second], n_datasets=32)
+    """
+    names = [batch.name for batch in missing]
+    listed = f"{', '.join(names[:5])}{', ...' if len(names) > 5 else ''}"
+    if not tables:
+        raise ValueError(f"No batch of the study's {n_datasets} datasets is done yet (missing: "
+                         f"{listed}).")
+    table = xr.concat(tables, dim="dataset", combine_attrs="drop").sortby("dataset")
     got = table["dataset"].values
-    if got.size != n_datasets or np.any(got != np.arange(n_datasets)):
+    expected = n_datasets - sum(batch.stop - batch.start for batch in missing)
+    if got.size != expected or np.unique(got).size != got.size:
         raise RuntimeError(
-            f"Study results cover datasets {got.min()}..{got.max()} ({got.size} rows) instead of "
-            f"0..{n_datasets - 1} once each; the output directory is corrupt: start a new one."
-        )
-    return table
+            f"Study results hold {got.size} rows for {expected} datasets expected once each; "
+            "the output directory is corrupt: start a new one.")
+    if missing:
+        warnings.warn(f"{len(missing)} batch(es) of the study are not done yet: {listed}.",
+                      UserWarning, stacklevel=3)
+    return table.assign_attrs(n_datasets=n_datasets, missing_batches=", ".join(names))

@@ -6,14 +6,8 @@ import numpy as np
 import pytest
 from inference_helpers import N_DATASETS, conjugate_data, conjugate_model
 
-from hjax.inference.batching import (
-    CPU_LANES,
-    MAX_PER_DEVICE,
-    Layout,
-    as_batch,
-    map_chunks,
-    plan_layout,
-)
+from hjax.inference.batching import Layout, as_batch, map_chunks
+from hjax.inference.samplers import CPU_LANES, MAX_PER_DEVICE, LanesNUTS, VmappedNUTS
 
 
 def test_log_density_traced_once_per_program_not_per_dataset(conjugate_fits):
@@ -112,20 +106,26 @@ def test_map_chunks_pads_and_keeps_order():
 
 def test_layout_per_backend():
     # "nuts": every device gets a share, run on CPU_LANES lanes (all its chains elsewhere).
-    assert plan_layout(64, backend="cpu", available=2) == Layout(2, 1, 32, CPU_LANES)
-    assert plan_layout(1, backend="cpu", available=2) == Layout(1, 1, 1, CPU_LANES)
-    assert plan_layout(5, backend="cpu", available=2) == Layout(2, 1, 3, CPU_LANES)
-    assert plan_layout(64, backend="cpu", available=2, lanes=16) == Layout(2, 1, 32, 16)
-    assert plan_layout(64, backend="cpu", available=2, devices=1) == Layout(1, 1, 64, CPU_LANES)
-    assert plan_layout(64, backend="cpu", available=2, batch_size=8) == Layout(2, 1, 4, CPU_LANES)
-    assert plan_layout(1000, backend="gpu", available=1) == Layout(1, 1, 1000, 4000)
-    assert plan_layout(5000, backend="gpu", available=1) == Layout(1, 1, MAX_PER_DEVICE,
-                                                                   4 * MAX_PER_DEVICE)
+    def nuts(n, lanes=None, **kw):
+        return LanesNUTS(lanes).layout(n, chains=4, **kw)
+
+    assert nuts(64, backend="cpu", available=2) == Layout(2, 1, 32, CPU_LANES)
+    assert nuts(1, backend="cpu", available=2) == Layout(1, 1, 1, CPU_LANES)
+    assert nuts(5, backend="cpu", available=2) == Layout(2, 1, 3, CPU_LANES)
+    assert nuts(64, 16, backend="cpu", available=2) == Layout(2, 1, 32, 16)
+    assert nuts(64, backend="cpu", available=2, devices=1) == Layout(1, 1, 64, CPU_LANES)
+    assert nuts(64, backend="cpu", available=2, batch_size=8) == Layout(2, 1, 4, CPU_LANES)
+    assert nuts(1000, backend="gpu", available=1) == Layout(1, 1, 1000, 4000)
+    assert nuts(5000, backend="gpu", available=1) == Layout(1, 1, MAX_PER_DEVICE,
+                                                            4 * MAX_PER_DEVICE)
+
     # "blackjax" on CPU: one dataset at a time per device; accelerators vmap a whole share.
-    bj = {"sampler": "blackjax"}
-    assert plan_layout(64, backend="cpu", available=2, **bj) == Layout(2, 32, 1)
-    assert plan_layout(5, backend="cpu", available=2, **bj) == Layout(2, 3, 1)  # one padded
-    assert plan_layout(64, backend="cpu", available=2, vectorize=4, **bj) == Layout(2, 8, 4)
-    assert plan_layout(1000, backend="gpu", available=1, **bj) == Layout(1, 1, 1000)
-    assert plan_layout(3000, backend="gpu", available=4, **bj) == Layout(4, 1, 750)
-    assert plan_layout(64, backend="gpu", available=1, vectorize=16, **bj) == Layout(1, 4, 16)
+    def bj(n, vectorize=None, **kw):
+        return VmappedNUTS(vectorize).layout(n, chains=4, **kw)
+
+    assert bj(64, backend="cpu", available=2) == Layout(2, 32, 1)
+    assert bj(5, backend="cpu", available=2) == Layout(2, 3, 1)  # one padded
+    assert bj(64, 4, backend="cpu", available=2) == Layout(2, 8, 4)
+    assert bj(1000, backend="gpu", available=1) == Layout(1, 1, 1000)
+    assert bj(3000, backend="gpu", available=4) == Layout(4, 1, 750)
+    assert bj(64, 16, backend="gpu", available=1) == Layout(1, 4, 16)

@@ -9,7 +9,7 @@ import pytest
 from inference_helpers import eight_schools_model
 from jax.flatten_util import ravel_pytree
 
-from hjax.inference import lanes, nuts
+from hjax.inference import adaptation, blackjax_nuts, lanes
 from hjax.inference.keys import THREEFRY_INLINE
 
 DATA = {"y": np.array([28.0, 8, -3, 7, -1, 1, 18, 12]),
@@ -36,15 +36,15 @@ def _jobs(model, data, seed, dense=False):
 
 
 def _blackjax_transitions(model, data, jobs, unravel, dense):
-    """One transition per job with BlackJAX's kernel (through `nuts.step`): the first warmup
-    iteration, which steps with the job's step size."""
+    """One transition per job with BlackJAX's kernel (through `blackjax_nuts.step`): the first
+    warmup iteration, which steps with the job's step size."""
     def one(key, position, value, grad, inverse_mass, step_size):
-        state = nuts.init(nuts.HMCState(unravel(position), value, unravel(grad)),
-                          dense_mass=dense, inverse_mass_matrix=inverse_mass,
-                          step_size=step_size)
-        phase = jax.tree.map(lambda x: x[0], nuts.schedule(1, 1))
-        new, info = nuts.step(jax.random.fold_in(key, 0), state, phase,
-                              partial(model.logdensity, data=data), dense_mass=dense)
+        state = blackjax_nuts.init(blackjax_nuts.HMCState(unravel(position), value, unravel(grad)),
+                                   dense_mass=dense, inverse_mass_matrix=inverse_mass,
+                                   step_size=step_size)
+        phase = adaptation.phase_at(adaptation.schedule(1), 0)
+        new, info = blackjax_nuts.step(jax.random.fold_in(key, 0), state, phase,
+                                       partial(model.logdensity, data=data), dense_mass=dense)
         return ravel_pytree(new.chain.position)[0], info
 
     return jax.jit(jax.vmap(one))(*jobs[1:])
@@ -60,8 +60,8 @@ def test_each_transition_is_blackjax_nuts(dense):
         jobs, unravel = _jobs(model, data, seed=3, dense=dense)
         out = jax.jit(partial(
             lanes.run, lambda x, data: model.logdensity(unravel(x), data), lambda x, data: x,
-            lanes=5, warmup=1, draws=1, dense_mass=dense, save_warmup=True))(
-                jax.tree.map(lambda x: x[None], data), jobs)
+            lanes=5, draws=1, saved_warmup=1, dense_mass=dense))(
+                jax.tree.map(lambda x: x[None], data), jobs, adaptation.schedule(1))
         position, info = _blackjax_transitions(model, data, jobs, unravel, dense)
 
     stats = jax.tree.map(lambda x: np.asarray(x[:, 0]), out.stats)
@@ -88,8 +88,8 @@ def test_a_jobs_draws_depend_on_its_key_and_start_alone():
         def run(n_jobs, n_lanes):
             return jax.jit(partial(
                 lanes.run, lambda x, data: model.logdensity(unravel(x), data),
-                lambda x, data: x, lanes=n_lanes, warmup=40, draws=20))(
-                    data, jax.tree.map(lambda x: x[:n_jobs], jobs))
+                lambda x, data: x, lanes=n_lanes, draws=20))(
+                    data, jax.tree.map(lambda x: x[:n_jobs], jobs), adaptation.schedule(40))
 
         alone, queued, wide = run(7, 3), run(12, 3), run(7, 5)
     np.testing.assert_array_equal(alone.draws, queued.draws[:7])
@@ -98,7 +98,8 @@ def test_a_jobs_draws_depend_on_its_key_and_start_alone():
     np.testing.assert_allclose(alone.draws, wide.draws, rtol=1e-8, atol=1e-10)
     assert alone.iterations > wide.iterations  # 3 lanes take turns on 7 jobs
     # Every gradient a lane computes on a job is counted by that job's n_steps.
-    assert int(alone.stats.n_steps.sum()) <= int(alone.iterations) * 3
+    used = alone.stats.n_steps.sum() + alone.warmup_grad_evals.sum()
+    assert 0 < int(alone.warmup_grad_evals.min()) and int(used) <= int(alone.iterations) * 3
 
 
 def test_padding_jobs_are_skipped():
@@ -109,7 +110,9 @@ def test_padding_jobs_are_skipped():
     jobs = jax.tree.map(lambda x: x[:6], jobs)._replace(
         dataset=jnp.array([0, 0, 0, 0, -1, -1]), step_size=jnp.ones(6))
     out = jax.jit(partial(lanes.run, lambda x, data: model.logdensity(unravel(x), data),
-                          lambda x, data: x, lanes=3, warmup=20, draws=10))(data, jobs)
-    assert (out.stats.n_steps[:4] > 0).all()
-    assert (out.stats.n_steps[4:] == 0).all()
-    assert int(out.stats.n_steps.sum()) <= int(out.iterations) * 3
+                          lambda x, data: x, lanes=3, draws=10))(data, jobs,
+                                                                 adaptation.schedule(20))
+    assert (out.stats.n_steps[:4] > 0).all() and (out.warmup_grad_evals[:4] > 0).all()
+    assert (out.stats.n_steps[4:] == 0).all() and (out.warmup_grad_evals[4:] == 0).all()
+    used = out.stats.n_steps.sum() + out.warmup_grad_evals.sum()
+    assert int(used) <= int(out.iterations) * 3

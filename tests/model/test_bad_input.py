@@ -1,5 +1,6 @@
 """Every bad input is refused before compiling, with a message naming the problem and the fix."""
 
+import jax
 import numpy as np
 import pytest
 
@@ -121,7 +122,16 @@ def test_non_identified_crossed_means_refused():
     with pytest.raises(ValueError, match=r"Crossed: levels \['alpha', 'gamma'\] each have a "
                                          r"population mean.*only their sum is identified"):
         hj.Crossed(alpha, gamma)
-    assert isinstance(hj.Crossed(alpha, gamma, identify=False), hj.Crossed)
+    # On purpose, it builds: both means are parameters and the density is finite (only their
+    # sum is identified, which is the point of refusing it by default).
+    model = hj.Model(hj.BernoulliLogit(hj.Crossed(alpha, gamma, identify=False)),
+                     coords={"p": 3, "i": 2})
+    assert {"mu", "zeta0", "zeta1", "alpha", "gamma"} <= set(model.param_dims)
+    data = model.prepare({"p": [0, 1, 2, 0, 1, 2], "i": [0, 0, 0, 1, 1, 1], "b": [-0.5, 0.5],
+                          "y": [1, 0, 1, 1, 0, 0]})
+    position = model.init(jax.random.key(0))
+    assert {"mu", "zeta0"} <= set(model.constrain(position, data))
+    assert np.isfinite(model.logdensity(position, data))
 
 
 def test_two_intercepts_in_one_sum_refused():

@@ -71,7 +71,7 @@ def test_directory_of_another_study_is_refused(small, tmp_path):
     model, design = small
     hj.sbc(model, design, n_datasets=2, key=jax.random.key(0), batch_size=2,
            directory=tmp_path, **SMALL)
-    with pytest.raises(ValueError, match="holds results of a different study"):
+    with pytest.raises(ValueError, match="holds a different study; it differs in settings.draws"):
         hj.sbc(model, design, n_datasets=2, key=jax.random.key(0), batch_size=2,
                directory=tmp_path, **{**SMALL, "draws": 120})
 
@@ -110,3 +110,16 @@ def test_recover_reports_shrinkage_stronger_for_small_groups():
     # Normal hierarchy: fraction ~ sigma^2 / (sigma^2 + n tau^2), 0.8 for n = 1 and 0.12 for 30
     # at the true tau (more at the posterior's, with only 6 groups to learn tau from).
     assert small > 0.6 and large < 0.45 and small - large > 0.3, (small, large)
+
+
+def test_recover_contraction_does_not_depend_on_batch_size(small):
+    """Contraction divides by each parameter's prior variance over prior draws: the same for
+    every batch, finite for the parameters a recovery holds fixed."""
+    model, design = small
+    run = dict(key=jax.random.key(2), given={"sigma": 0.5}, grid={"u_sd": [0.3, 1.0]},
+               replicates=2, chains=2, warmup=100, draws=100)
+    two = hj.recover(model, design, batch_size=2, **run)
+    four = hj.recover(model, design, batch_size=4, **run)
+    np.testing.assert_allclose(two.contraction, four.contraction, rtol=1e-4, atol=1e-4)
+    assert np.all(np.isfinite(two.contraction.values))
+    assert float(two.contraction.sel(variable="sigma").min()) > 0.5  # held, and well informed

@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from hjax.model import constraints as C
-from hjax.model._term import OBS, Need
+from hjax.model.terms import OBS, Need
 
 if TYPE_CHECKING:
     from hjax.model.model import Model
@@ -39,7 +39,8 @@ def encode(raw: Mapping, groups) -> tuple[dict, dict[str, tuple]]:
     return data, coords
 
 
-def _preview(values, limit=5) -> str:
+def preview(values, limit=5) -> str:
+    """The first values of a list for an error message. Example: `preview([1, 2])` is '[1, 2]'."""
     values = values.tolist() if isinstance(values, np.ndarray) else list(values)
     more = f", ... ({len(values)} in all)" if len(values) > limit else ""
     return "[" + ", ".join(map(repr, values[:limit])) + more + "]"
@@ -54,7 +55,7 @@ def _as_index(model: Model, group: str, key: str, values) -> np.ndarray:
         unknown = sorted({v for v in values.tolist() if v not in lookup}, key=str)
         if unknown:
             raise ValueError(
-                f"data['{key}'] has labels not in coords['{group}']: {_preview(unknown)}. Add them "
+                f"data['{key}'] has labels not in coords['{group}']: {preview(unknown)}. Add them "
                 "to coords or build coords from the data with hj.encode."
             )
         return np.array([lookup[v] for v in values.tolist()], dtype=np.int32)
@@ -68,7 +69,7 @@ def _as_index(model: Model, group: str, key: str, values) -> np.ndarray:
     if np.any(bad):
         raise ValueError(
             f"data['{key}'] has indices outside 0..{size - 1} for group '{group}' ({size} groups) "
-            f"at rows {_preview(np.flatnonzero(bad))}, values {_preview(values[bad])}. Indices "
+            f"at rows {preview(np.flatnonzero(bad))}, values {preview(values[bad])}. Indices "
             "are 0-based (1-based Stan data: subtract 1); hj.encode factorizes raw labels."
         )
     return values.astype(np.int32)
@@ -99,18 +100,18 @@ def _nesting_map(model: Model, need: Need, raw: Mapping) -> np.ndarray:
     return mapping
 
 
-def _check_finite(key: str, values: np.ndarray, support: C.Constraint, user: str) -> None:
+def _check_finite(key: str, values: np.ndarray, support: C.Support, user: str) -> None:
     bad = ~np.isfinite(values)
     if np.any(bad):
         raise ValueError(
-            f"data['{key}'] has {bad.sum()} NaN/inf values at rows {_preview(np.flatnonzero(bad))}"
+            f"data['{key}'] has {bad.sum()} NaN/inf values at rows {preview(np.flatnonzero(bad))}"
             f" (used by {user}). Drop or impute those rows before fitting."
         )
     outside = ~support.check(values)
     if np.any(outside):
         raise ValueError(
-            f"data['{key}'] must be {support} for {user}; rows {_preview(np.flatnonzero(outside))}"
-            f" have {_preview(values[outside])}."
+            f"data['{key}'] must be {support} for {user}; rows {preview(np.flatnonzero(outside))}"
+            f" have {preview(values[outside])}."
         )
 
 
@@ -145,12 +146,12 @@ def _check_groups_used(model: Model, out: dict, needs: list[Need]) -> None:
             what = "observations" if need.context == OBS else f"'{need.context}' in it"
             raise ValueError(
                 f"Group '{need.index_of}' has no {what} for {int((counts == 0).sum())} of its "
-                f"{len(counts)} labels: {_preview(labels[counts == 0])}. An empty group is only "
+                f"{len(counts)} labels: {preview(labels[counts == 0])}. An empty group is only "
                 "its prior; drop unused labels from coords (hj.encode does) or add their data."
             )
 
 
-def prepare(model: Model, raw: Mapping, *, observed: bool = True) -> dict:
+def prepare_data(model: Model, raw: Mapping, *, observed: bool = True) -> dict:
     """See `Model.prepare`."""
     if not isinstance(raw, Mapping):
         raise TypeError(f"Expected data as a mapping of column name to array; got {type(raw)}.")
@@ -175,7 +176,7 @@ def prepare(model: Model, raw: Mapping, *, observed: bool = True) -> dict:
             continue
         if key not in raw:
             raise ValueError(
-                f"data has no '{key}', needed by {need.user}; it has {_preview(sorted(raw))}."
+                f"data has no '{key}', needed by {need.user}; it has {preview(sorted(raw))}."
             )
         values = np.asarray(raw[key])
         if values.ndim != 1:
@@ -195,6 +196,9 @@ def prepare(model: Model, raw: Mapping, *, observed: bool = True) -> dict:
     needs_list = list(needs.values())
     _check_lengths(model, out, needs_list)
     _check_groups_used(model, out, needs_list)
+    problem = model.likelihood.check_columns(out)
+    if problem:
+        raise ValueError(problem)
     return {
         key: jnp.asarray(v) if v.dtype.kind == "i" else jnp.asarray(v, dtype=jnp.result_type(float))
         for key, v in out.items()

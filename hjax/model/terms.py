@@ -7,8 +7,9 @@ data, and (d) say which data it needs. The model walks the tree; terms never see
 unconstrained space.
 """
 
-from __future__ import annotations
-
+import abc
+import math
+import numbers
 import zlib
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -16,6 +17,7 @@ from typing import NamedTuple
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, PRNGKeyArray
 
 from hjax.model import constraints as C
@@ -41,14 +43,21 @@ class Need:
     key: str
     context: str
     index_of: str | None = None
-    support: C.Constraint = C.real
+    support: C.Support = C.real
     user: str = ""
 
 
 class Term(eqx.Module):
-    """Base of all predictor pieces. Subclasses override what they use."""
+    """A piece of a predictor: evaluated per observation, it may own parameters.
 
-    def children(self) -> tuple[Term, ...]:
+    Subclasses implement `__call__` and `__str__` and override the hooks they use; the defaults
+    describe a term with no parameters, no data and real values.
+
+    Example:
+        >>> mu = hj.Fixed("b0") + hj.Level("u", "group")  # a Sum of two terms
+    """
+
+    def children(self) -> tuple["Term", ...]:
         return ()
 
     def param_specs(self, sizes: dict[str, int]) -> dict[str, ParamSpec]:
@@ -74,14 +83,19 @@ class Term(eqx.Module):
     def derived_dims(self, sizes) -> dict[str, tuple[str, ...]]:
         return {}
 
+    @abc.abstractmethod
     def __call__(self, p: dict[str, Array], data: dict[str, Array]) -> Array:
-        raise NotImplementedError
+        """The term's value per observation (or per group, inside a Level's `loc`)."""
+
+    @abc.abstractmethod
+    def __str__(self) -> str:
+        """The term as the model's printout and error messages show it."""
 
     def needs(self, context: str) -> list[Need]:
         """Data this term (and its children) read when evaluated in `context`."""
         return [need for child in self.children() for need in child.needs(context)]
 
-    def support(self) -> C.Constraint:
+    def support(self) -> C.Support:
         """Support of the term's value (used to check a likelihood parameter's slot)."""
         return C.real
 
@@ -93,22 +107,29 @@ class Term(eqx.Module):
         """Labels of non-group dims this term introduces (e.g. predictor names)."""
         return {}
 
-    def __add__(self, other: Term | float) -> Term:
+    def __add__(self, other: "Term | float") -> "Term":
         return Sum((self, as_term(other)))
 
-    def __radd__(self, other: Term | float) -> Term:
+    def __radd__(self, other: "Term | float") -> "Term":
         return Sum((as_term(other), self))
 
 
 def key_for(key: PRNGKeyArray, name: str) -> PRNGKeyArray:
-    """A key for parameter `name` that does not depend on the order of the tree walk."""
+    """A key for parameter `name` that does not depend on the order of the tree walk.
+
+    Example: `key_for(key, "b0")` is the same key wherever `Fixed("b0")` sits in the model.
+    """
     return jax.random.fold_in(key, zlib.crc32(name.encode()))
 
 
 class Const(Term):
-    """A fixed number. `hj.Normal(mu=..., sigma=1.0)` turns 1.0 into `Const(1.0)`."""
+    """A fixed number. Example: `hj.Gaussian(mu=..., sigma=1.0)` turns 1.0 into `Const(1.0)`."""
 
     value: float
+
+    def __check_init__(self):
+        if not math.isfinite(self.value):
+            raise ValueError(f"A constant must be a finite number; got {self.value}.")
 
     def __call__(self, p, data):
         return jnp.asarray(self.value)
@@ -129,41 +150,29 @@ class Data(Term):
         return [Need(self.key, context, user=f"Data('{self.key}')")]
 
     def support(self):
-        return _ANY
+        return _DATA
 
     def __str__(self):
         return f"data[{self.key}]"
 
 
-class _AnySupport(C.Constraint):
+class _DataSupport(C.Support):
     """Support of data columns: checked against the slot's support when data arrive."""
+
+    def check(self, values):
+        return np.full(np.shape(values), True)
 
     def __str__(self):
         return "data"
 
 
-_ANY = _AnySupport()
+_DATA = _DataSupport()
 
 
-class Sum(Term):
-    """Terms added into one predictor. At most one may carry an intercept (identification)."""
+class AbstractSum(Term):
+    """Terms added into one predictor: the shared code of `Sum` and `Crossed`."""
 
-    terms: tuple[Term, ...]
-
-    def __init__(self, terms):
-        flat = []
-        for term in terms:
-            flat.extend(term.terms if type(term) is Sum else (term,))
-        self.terms = tuple(flat)
-
-    def __check_init__(self):
-        carriers = [t for t in self.terms if t.has_intercept()]
-        if len(carriers) > 1:
-            names = " and ".join(f"'{t}'" for t in carriers)
-            raise ValueError(
-                f"{names} each carry an intercept (a free overall mean), so only their sum is "
-                "identified. Keep one: e.g. a Fixed intercept plus zero-mean Levels (no `loc`)."
-            )
+    terms: eqx.AbstractVar[tuple[Term, ...]]
 
     def children(self):
         return self.terms
@@ -176,6 +185,34 @@ class Sum(Term):
 
     def __str__(self):
         return " + ".join(str(t) for t in self.terms)
+
+
+class Sum(AbstractSum):
+    """Terms added into one predictor; at most one may carry an intercept (identification).
+
+    Example:
+        >>> mu = hj.Sum([hj.Fixed("b0"), hj.Level("u", "group")])  # same as Fixed + Level
+    """
+
+    terms: tuple[Term, ...]
+
+    def __init__(self, terms):
+        flat = []
+        for term in map(as_term, terms):
+            # Nested sums flatten, so the intercept check below sees every addend.
+            flat.extend(term.terms if type(term) is Sum else (term,))
+        self.terms = tuple(flat)
+
+    def __check_init__(self):
+        if not self.terms:
+            raise ValueError("Sum needs at least one term; got none.")
+        carriers = [t for t in self.terms if t.has_intercept()]
+        if len(carriers) > 1:
+            names = " and ".join(f"'{t}'" for t in carriers)
+            raise ValueError(
+                f"{names} each carry an intercept (a free overall mean), so only their sum is "
+                "identified. Keep one: e.g. a Fixed intercept plus zero-mean Levels (no `loc`)."
+            )
 
 
 _LINKS = {
@@ -214,19 +251,20 @@ def exp(term: Term) -> Link:
 
 
 def softplus(term: Term) -> Link:
-    """softplus(term): a positive parameter from a linear predictor."""
+    """softplus(term): a positive parameter from a predictor. Example: `hj.softplus(b + u)`."""
     return Link(as_term(term), "softplus")
 
 
 def inv_logit(term: Term) -> Link:
-    """logistic(term): a parameter in (0, 1) from a linear predictor."""
+    """logistic(term): a parameter in (0, 1) from a linear predictor. Example: `hj.inv_logit(b)`."""
     return Link(as_term(term), "inv_logit")
 
 
 def as_term(value: Term | float | int) -> Term:
-    """Numbers become `Const`; terms pass through."""
+    """Numbers become `Const`; terms pass through. Example: `as_term(1.0)` is `Const(1.0)`."""
     if isinstance(value, Term):
         return value
-    if isinstance(value, int | float):
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
         return Const(float(value))
-    raise TypeError(f"Expected a Term or a number; got {type(value).__name__}.")
+    hint = f" For a data column use hj.Data({value!r})." if isinstance(value, str) else ""
+    raise TypeError(f"Expected a Term or a number; got {type(value).__name__} {value!r}.{hint}")

@@ -1,0 +1,226 @@
+"""The compiled program for one chunk of datasets: starts, then the sampler, over devices.
+
+A chunk's program is a pure function of its static `Program` (sampler, layout, shapes of the
+output) and of arrays: the datasets' indices and data, the columns they share, and `Runtime`
+settings (the warmup schedule, the target acceptance, the start radius), which change
+without a recompile. `fit_layout` spreads the chunk over devices (`shard_map`, each device
+independent: no lockstep across them) and hands each device's share to the sampler.
+`run_chunk` compiles that program once per model, `Program` and argument shapes, and says
+how long the compile took, so that sampling time is reported without it.
+"""
+
+from __future__ import annotations
+
+import time
+from functools import partial
+from typing import Any, NamedTuple
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, PartitionSpec
+from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
+
+from hjax.inference import adaptation
+from hjax.inference.adaptation import NUTSParameters, Schedule, StepInfo
+from hjax.inference.batching import Layout, where_rows
+from hjax.inference.init import InitResult, init_position
+from hjax.inference.warmstart import warm_start
+
+__all__ = ["ChunkOutput", "Program", "Runtime", "chunk_output", "chunk_starts", "fit_layout",
+           "run_chunk"]
+
+MAX_INIT_TRIES = 100
+
+
+class Program(NamedTuple):
+    """What a chunk's compiled program is specialised to; each distinct value compiles anew.
+
+    `sampler` is an `hjax.inference.samplers.Sampler`; `saved_warmup` is the number of warmup
+    iterations kept in the output (`save_warmup`), 0 otherwise."""
+
+    sampler: Any
+    layout: Layout
+    chains: int = 4
+    draws: int = 1000
+    saved_warmup: int = 0
+    dense_mass: bool = False
+    max_tree_depth: int = 10
+    init: str | None = None
+    progress: bool = False
+
+    @property
+    def kept(self) -> int:
+        """Iterations per chain in the output: the saved warmup, then the draws."""
+        return self.saved_warmup + self.draws
+
+
+class Runtime(NamedTuple):
+    """Settings that are arguments of the compiled program, not part of it."""
+
+    schedule: Schedule
+    target_accept: Float[Array, ""]
+    init_radius: Float[Array, ""]
+
+    @classmethod
+    def of(cls, warmup: int, target_accept: float, init_radius: float) -> Runtime:
+        """Example: `Runtime.of(1000, 0.8, 2.0)`."""
+        dtype = jnp.result_type(float)
+        return cls(adaptation.schedule(warmup), jnp.asarray(target_accept, dtype),
+                   jnp.asarray(init_radius, dtype))
+
+
+class ChunkOutput(NamedTuple):
+    """Results for B datasets; arrays lead with (B, C) and, for draws, then the iteration."""
+
+    draws: dict[str, Array]
+    stats: StepInfo
+    warmup_draws: dict[str, Array] | None
+    warmup_stats: StepInfo | None
+    warmup_grad_evals: Int[Array, "B C"]
+    init_positions: dict[str, Array]
+    init_tries: Int[Array, "B C"]
+    init_ok: Bool[Array, "B C"]
+    warm_start_grad_evals: Int[Array, " B"]
+    step_size: Float[Array, "B C"]
+    inverse_mass_matrix: Array
+    grad_evals_executed: Float[Array, " B"]
+
+
+def _starts(model, program: Program, runtime: Runtime, key, data):
+    """Uniform(-r, r) (or prior) starts per chain, replaced by warm-start draws where those are
+    finite; and the warm start's inverse mass matrix and gradient count."""
+    logdensity = partial(model.logdensity, data=data)
+    if program.init == "prior":
+        # Prior draws respect the model's scales, e.g. a non-decision time below the RTs,
+        # where uniform(-2, 2) in unconstrained space can put exp(2) = 7 s.
+        def draw(key):
+            return model.unconstrain(model.sample_prior(key, data))
+    else:
+        draw = partial(model.init, radius=runtime.init_radius)
+    keys = jax.vmap(partial(jax.random.fold_in, jax.random.fold_in(key, 0)))(
+        jnp.arange(program.chains))
+    init = jax.vmap(partial(init_position, draw=draw, logdensity_fn=logdensity,
+                            max_tries=MAX_INIT_TRIES))(keys)
+    if program.init in (None, "prior"):
+        return init, None, jnp.zeros((), jnp.int32)
+    first = jax.tree.map(lambda x: x[0], init.position)
+    ws = warm_start(program.init, jax.random.fold_in(key, 1), logdensity, first, program.chains)
+    value, grad = jax.vmap(jax.value_and_grad(logdensity))(ws.positions)
+    finite = [jnp.all(jnp.isfinite(g.reshape(program.chains, -1)), axis=1)
+              for g in jax.tree.leaves(grad)]
+    usable = jnp.isfinite(value) & jnp.all(jnp.stack(finite), axis=0)
+    init = init._replace(position=where_rows(usable, ws.positions, init.position),
+                         logdensity=jnp.where(usable, value, init.logdensity),
+                         grad=where_rows(usable, grad, init.grad))
+    imm = ws.inverse_mass_matrix
+    return init, jnp.where(jnp.isfinite(imm) & (imm > 0), imm, 1.0), ws.grad_evals
+
+
+def chunk_starts(model, program: Program, runtime: Runtime, key, dataset_index, data, shared
+                 ) -> tuple[InitResult, Array | None, Array, PRNGKeyArray]:
+    """Per dataset: starts, warm-start inverse mass matrices (None without a warm start) and
+    gradient counts, and chain keys, all from `fold_in(key, dataset_index[b])`.
+
+    Example:
+        >>> init, imm, ws_evals, chain_keys = chunk_starts(model, program, runtime, key,
+        ...                                                jnp.arange(2), batch, {})
+    """
+    keys = jax.vmap(partial(jax.random.fold_in, key))(dataset_index)
+    init, imm, ws_evals = jax.vmap(
+        lambda key, data: _starts(model, program, runtime, key, {**shared, **data}))(keys, data)
+    chain_keys = jax.vmap(lambda k: jax.vmap(partial(jax.random.fold_in, jax.random.fold_in(
+        k, 2)))(jnp.arange(program.chains)))(keys)
+    return init, imm, ws_evals, chain_keys
+
+
+def chunk_output(program: Program, values, stats: StepInfo, warmup_grad_evals,
+                 init: InitResult, ws_evals, params: NUTSParameters, executed) -> ChunkOutput:
+    """Split the kept (dataset, chain, iteration) values and statistics into saved warmup and
+    draws.
+
+    Example:
+        >>> out = chunk_output(program, values, stats, evals, init, ws_evals, params, executed)
+    """
+    split = program.saved_warmup
+    return ChunkOutput(
+        draws=jax.tree.map(lambda x: x[:, :, split:], values),
+        stats=jax.tree.map(lambda x: x[:, :, split:], stats),
+        warmup_draws=jax.tree.map(lambda x: x[:, :, :split], values) if split else None,
+        warmup_stats=jax.tree.map(lambda x: x[:, :, :split], stats) if split else None,
+        warmup_grad_evals=warmup_grad_evals,
+        init_positions=init.position,
+        init_tries=init.tries,
+        init_ok=init.ok,
+        warm_start_grad_evals=ws_evals,
+        step_size=params.step_size,
+        inverse_mass_matrix=params.inverse_mass_matrix,
+        grad_evals_executed=executed,
+    )
+
+
+def fit_layout(
+    model,
+    program: Program,
+    key: PRNGKeyArray,
+    dataset_index: Int[Array, " B"],
+    valid: Bool[Array, " B"],
+    data: dict[str, Array],
+    shared: dict[str, Array],
+    runtime: Runtime,
+) -> ChunkOutput:
+    """Fit a chunk of `program.layout.size` datasets; device j fits the j-th contiguous share
+    with `program.sampler`. Datasets not `valid` pad the chunk; `shared` columns are the same
+    for every dataset. A dataset's draws depend only on its index, never on the layout.
+
+    Example:
+        >>> out = fit_layout(model, program, key, jnp.arange(6), jnp.ones(6, bool), batch, {},
+        ...                  Runtime.of(1000, 0.8, 2.0))
+        >>> out.draws["mu"].shape
+        (6, 4, 1000)
+    """
+    def on_device(index, valid, data, shared, runtime):
+        return program.sampler.fit_device(model, program, runtime, key, index, valid, data,
+                                          shared)
+
+    layout = program.layout
+    if layout.devices == 1:
+        return on_device(dataset_index, valid, data, shared, runtime)
+    mesh = Mesh(np.asarray(jax.local_devices()[:layout.devices]), ("device",))
+    # Each device runs its own while loops: no collective inside, so no lockstep across devices.
+    split, whole = PartitionSpec("device"), PartitionSpec()
+    sharded = jax.shard_map(on_device, mesh=mesh, in_specs=(split, split, split, whole, whole),
+                            out_specs=split, check_vma=False)
+    return sharded(dataset_index, valid, data, shared, runtime)
+
+
+_COMPILED: dict[tuple, Any] = {}
+
+
+def _signature(args) -> tuple:
+    """What a compiled program is specialised to: the pytree structure (static fields
+    included), every array's shape and dtype, every other leaf's value, and x64."""
+    leaves, treedef = jax.tree.flatten(args)
+    shapes = tuple((x.shape, x.dtype, getattr(x, "weak_type", False))
+                   if isinstance(x, jax.Array | np.ndarray) else x for x in leaves)
+    return treedef, shapes, jax.config.jax_enable_x64
+
+
+def run_chunk(model, program: Program, *args) -> tuple[ChunkOutput, float]:
+    """`fit_layout(model, program, *args)`, compiled on first use of these settings and
+    shapes; returns the output and the seconds spent compiling (0 when reused).
+
+    Example:
+        >>> out, compile_seconds = run_chunk(model, program, key, index, valid, batch, {},
+        ...                                  runtime)
+    """
+    everything = (model, program, *args)
+    signature = _signature(everything)
+    compiled, seconds = _COMPILED.get(signature), 0.0
+    if compiled is None:
+        start = time.perf_counter()
+        compiled = eqx.filter_jit(fit_layout).lower(*everything).compile()
+        seconds = time.perf_counter() - start
+        _COMPILED[signature] = compiled
+    return compiled(*everything), seconds
