@@ -14,11 +14,12 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
-test: $(STAMP)  ## fast suite (deselects the long statistical checks marked slow)
-	$(PY) -m pytest -n auto -m "not slow" -q
+# --dist loadgroup: tests marked xdist_group share a worker (the cluster tests: one Slurm).
+test: $(STAMP)  ## fast suite and the docstring examples (deselects the long checks marked slow)
+	$(PY) -m pytest -n auto --dist loadgroup -m "not slow" -q
 
 test-all: $(STAMP)  ## everything, including the slow statistical checks
-	$(PY) -m pytest -n auto -q
+	$(PY) -m pytest -n auto --dist loadgroup -q
 
 quickstart: $(STAMP)  ## small study on an embedded default; prints where the results are
 	$(PY) -m hjax.cli quickstart

@@ -5,6 +5,8 @@ Example:
     >>> model = hj.Model(hj.Gaussian(mu=hj.Fixed("b0") + hj.Level("u", "school"),
     ...                              sigma=hj.Fixed("sigma", hj.HalfNormal(1.0))),
     ...                  coords={"school": 8})
+    >>> model.param_dims  # what a fit reports, with its dims
+    {'b0': (), 'u_sd': (), 'sigma': (), 'u': ('school',)}
 """
 
 # Before anything else can start JAX: its CPU devices are fixed at its first operation.
@@ -20,6 +22,8 @@ from hjax.model.data import encode
 from hjax.model.fixed import Fixed
 from hjax.model.level import Crossed, Level, Nested
 from hjax.model.likelihoods import (
+    Above,
+    Below,
     BernoulliLogit,
     Binomial,
     Custom,
@@ -44,7 +48,7 @@ from hjax.model.priors import (
     Uniform,
 )
 from hjax.model.terms import Const, Data, Sum, Term, exp, inv_logit, softplus
-from hjax.settings import FitSettings, StudySettings
+from hjax.settings import Escalation, FitSettings, StudySettings
 from hjax.studies.calibration import uniformity_test
 from hjax.studies.metrics import recovery_metrics, shrinkage
 from hjax.studies.plots import plot_ecdf_diff, plot_rank_hist, plot_recovery, plot_shrinkage
@@ -57,7 +61,7 @@ __all__ = [
     "Model", "Fixed", "Level", "Nested", "Crossed", "Data", "Const", "Sum", "Term",
     "exp", "inv_logit", "softplus", "encode",
     # likelihoods
-    "Likelihood", "Gaussian", "BernoulliLogit", "Binomial", "Poisson", "Custom",
+    "Likelihood", "Gaussian", "BernoulliLogit", "Binomial", "Poisson", "Custom", "Below", "Above",
     "Wiener", "LBA", "SDT",
     # priors and constraints
     "Prior", "Normal", "StudentT", "Cauchy", "HalfNormal", "HalfCauchy", "HalfStudentT",
@@ -65,6 +69,7 @@ __all__ = [
     "Constraint", "Real", "Positive", "Interval", "CorrCholesky",
     # inference
     "use_cpu_cores", "sample", "summary", "diagnose", "check", "FitSettings", "StudySettings",
+    "Escalation",
     # studies
     "sbc", "recover", "uniformity_test", "recovery_metrics", "shrinkage", "write_report",
     "plot_ecdf_diff", "plot_rank_hist", "plot_recovery", "plot_shrinkage", "catalog",

@@ -6,6 +6,8 @@ as "package.module:function".
 
 Example:
     >>> model, design = hj.catalog.varying_intercept(groups=20, per_group=10)
+    >>> {name: column.shape for name, column in design.items()}  # no y: simulated or observed
+    {'group': (200,)}
 """
 
 from __future__ import annotations

@@ -61,69 +61,50 @@ def _progress(label: str):
 
 
 def _load(config_path: str | None, overrides: dict, config_dict: dict | None = None):
-    """The validated config, with JAX set up as it asks (x64), and its model and design."""
-    import jax
-
+    """The validated config (its model is built by whoever runs it)."""
     from hjax import config as cfg
 
-    config = (cfg.StudyConfig(**config_dict) if config_dict is not None
-              else cfg.load(config_path, **overrides))
-    if config.x64:
-        jax.config.update("jax_enable_x64", True)
-    model, design = cfg.build(config)
-    return config, model, design
+    if config_dict is not None:
+        return cfg.StudyConfig(**config_dict)
+    return cfg.load(config_path, **overrides)
 
 
-def _study(kind: str, config, model, design, on_batch=None):
-    """Run an "sbc" or "recover" study of `config`; returns its table."""
-    import jax
+def _write(config, table) -> None:
+    """The table, report and figures; the calibration verdict."""
+    from hjax import jobs
+    from hjax.studies.report import escalation_summary
 
-    common = dict(key=jax.random.key(config.seed), settings=config.settings(),
-                  directory=Path(config.output) / "batches", on_batch=on_batch)
-    if kind == "sbc":
-        from hjax.studies.sbc import sbc
-
-        return sbc(model, design, n_datasets=config.datasets, **common)
-    from hjax.studies.recover import recover
-
-    return recover(model, design, given=config.given, grid=config.grid,
-                   replicates=config.replicates, shrinkage=config.shrinkage, **common)
-
-
-def _report(kind: str, config, table) -> Path:
-    """Write the study's table, report and figures; print the calibration verdict."""
-    from hjax.studies import report
-    from hjax.studies.calibration import uniformity_test
-    from hjax.studies.recover import shrinkage_table
-
-    out = Path(config.output)
-    table.to_netcdf(out / f"{kind}.nc")
-    is_sbc = kind == "sbc"
-    test = uniformity_test(table, alpha=config.alpha) if is_sbc else None
-    pooled = None if config.shrinkage is None else shrinkage_table(table)
-    path = report.write_report(out, table, test=test, calibration=is_sbc, shrinkage=pooled,
-                               title=f"hjax {kind}: {config.model}")
-    if is_sbc:
-        rejected = [str(v) for v in test.variable.values[test.rejected.values]]
+    path, rejected = jobs.write_outputs(config, table)
+    summary = escalation_summary(table)
+    if summary is not None:
+        click.echo(f"refitted {summary['refitted']} fits with stronger settings; "
+                   f"{summary['still failing']} still fail their diagnostics")
+    if rejected is not None:
         click.echo(f"calibration (alpha {config.alpha}, Holm): "
                    f"{'rejected ' + ', '.join(rejected) if rejected else 'no variable rejected'}")
-    return path
+    click.echo(f"results: {Path(config.output) / (config.kind + '.nc')}\nreport: {path}")
 
 
-def _run(kind: str, config_path: str | None, overrides: dict, config_dict: dict | None = None):
+def _run(kind: str, config_path: str | None, overrides: dict, config_dict: dict | None = None,
+         shard: str | None = None):
     import jax
 
-    config, model, design = _load(config_path, overrides, config_dict)
-    out = Path(config.output)
-    click.echo(f"hjax {kind}: {config.model} ({config.n_datasets(kind)} datasets, "
+    from hjax import jobs
+
+    config = _load(config_path, overrides | {"study": kind}, config_dict)
+    where = "" if shard is None else f", shard {shard}"
+    click.echo(f"hjax {kind}: {config.model} ({config.n_datasets()} datasets{where}, "
                f"{config.chains} chains x ({config.warmup} warmup + {config.draws} draws)) on "
-               f"{jax.local_device_count()} {jax.default_backend()} device(s) -> {out}")
+               f"{jax.local_device_count()} {jax.default_backend()} device(s) -> "
+               f"{config.output}")
     start = time.perf_counter()
-    table = _study(kind, config, model, design, on_batch=_progress(kind))
-    elapsed = time.perf_counter() - start
-    path = _report(kind, config, table)
-    click.echo(f"{table.sizes['dataset']} fits in {elapsed:.1f} s; results: {out / (kind + '.nc')}"
-               f"\nreport: {path}")
+    table = jobs.run(config, shard=shard, on_batch=_progress(kind))
+    click.echo(f"{table.sizes['dataset']} fits stored in {time.perf_counter() - start:.1f} s")
+    if shard is not None and table.attrs.get("missing_batches"):
+        click.echo(f"other shards' batches are not all done; `hjax report {config.output}` "
+                   "merges what is stored")
+        return
+    _write(config, table)
 
 
 @click.group()
@@ -131,24 +112,89 @@ def main():
     """hjax: hierarchical Bayesian models in JAX, fitted many at a time."""
 
 
+SHARD = click.option("--shard", metavar="K/N",
+                     help="fit only worker K's batches of N (0-based); any number of workers "
+                          "may share the output directory")
+
+
 @main.command()
 @click.argument("config", type=click.Path(exists=True, dir_okay=False))
 @click.option("--datasets", type=int, help="override the number of datasets")
 @click.option("--output", type=click.Path(), help="override the output directory")
+@SHARD
 @_friendly
-def sbc(config, datasets, output):
+def sbc(config, datasets, output, shard):
     """Simulation-based calibration study from a YAML CONFIG (resumes if interrupted)."""
-    _run("sbc", config, {"datasets": datasets, "output": output})
+    _run("sbc", config, {"datasets": datasets, "output": output}, shard=shard)
 
 
 @main.command()
 @click.argument("config", type=click.Path(exists=True, dir_okay=False))
 @click.option("--replicates", type=int, help="override datasets per grid point")
 @click.option("--output", type=click.Path(), help="override the output directory")
+@SHARD
 @_friendly
-def recover(config, replicates, output):
+def recover(config, replicates, output, shard):
     """Parameter-recovery study from a YAML CONFIG (resumes if interrupted)."""
-    _run("recover", config, {"replicates": replicates, "output": output})
+    _run("recover", config, {"replicates": replicates, "output": output}, shard=shard)
+
+
+@main.command()
+@click.argument("config", type=click.Path(exists=True, dir_okay=False))
+@click.option("--study", type=click.Choice(["sbc", "recover"]),
+              help="the kind of study (default: the config's `study`, else recover when it "
+                   "holds values, else sbc)")
+@click.option("--tasks", type=int, help="override cluster.tasks (array size)")
+@click.option("--partition", help="override cluster.partition")
+@click.option("--time", "minutes", type=int, help="override cluster.time (minutes per task)")
+@click.option("--output", type=click.Path(), help="override the output directory")
+@_friendly
+def submit(config, study, tasks, partition, minutes, output):
+    """Run a CONFIG's study as a Slurm job array (one task per shard) plus a merge job."""
+    from hjax import cluster
+
+    loaded = _load(config, {"study": study, "output": output})
+    changes = {k: v for k, v in {"tasks": tasks, "partition": partition,
+                                 "time": minutes}.items() if v is not None}
+    if changes:
+        settings = loaded.cluster.model_validate(loaded.cluster.model_dump() | changes)
+        loaded = loaded.model_copy(update={"cluster": settings})
+    record = cluster.submit(loaded)
+    click.echo(f"submitted {loaded.kind} of {loaded.model}: array job {record['array']} "
+               f"({record['tasks']} tasks), merge job {record['merge']} after it\n"
+               f"follow it with: hjax status {loaded.output}")
+
+
+@main.command()
+@click.argument("output", type=click.Path(exists=True, file_okay=False))
+@_friendly
+def status(output):
+    """Batches done, missing and failed, problems, throughput, and Slurm jobs of a study."""
+    from hjax import cluster, jobs
+    from hjax.studies.status import describe, study_status
+
+    config = jobs.load_config(output)
+    click.echo(f"{config.kind} of {config.model} in {output}")
+    batches = Path(output) / "batches"
+    started = (batches / "study.json").exists()
+    lines = describe(study_status(batches)) if started else ["no worker has started yet"]
+    for line in lines + cluster.slurm_states(output):
+        click.echo(line)
+
+
+@main.command()
+@click.argument("output", type=click.Path(exists=True, file_okay=False))
+@_friendly
+def report(output):
+    """Merge whatever batches of the study in OUTPUT are done; test and write the report."""
+    from hjax import jobs
+
+    config, table = jobs.merge(output)
+    missing = table.attrs.get("missing_batches")
+    if missing:
+        click.echo(f"incomplete: {table.sizes['dataset']} of {config.n_datasets()} datasets "
+                   f"(missing batches: {missing})")
+    _write(config, table)
 
 
 def _check_output(out: Path) -> None:
@@ -167,9 +213,13 @@ def fit(config, data, output):
     """Fit the CONFIG's model to a JSON file of data columns (merged over the model's design)."""
     import jax
 
+    from hjax.config import build
     from hjax.inference import sample, summary
 
-    config, model, design = _load(config, {"data": data, "output": output})
+    config = _load(config, {"data": data, "output": output})
+    if config.x64:
+        jax.config.update("jax_enable_x64", True)
+    model, design = build(config)
     if config.data is None:
         raise ValueError("fit needs a data file: set `data:` in the config or pass --data.")
     if not Path(config.data).is_file():

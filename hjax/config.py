@@ -17,19 +17,48 @@ import importlib
 import inspect
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pydantic
 import yaml
-from pydantic import Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from hjax.catalog import SHIPPED
 from hjax.settings import FitSettings, StudySettings
 
 
+class ClusterSettings(BaseModel):
+    """How `hjax submit` asks Slurm for the study's array tasks (YAML section `cluster:`).
+
+    Example (YAML):
+        cluster: {partition: gpu, gpus_per_task: 1, cpus_per_task: 8, mem: 32G, time: 60,
+                  tasks: 16, parallel: 8, sbatch: {qos: normal}}
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    tasks: int = Field(4, ge=1, description="array size: the study's batches are dealt out "
+                                            "round-robin to this many shards")
+    parallel: int | None = Field(None, ge=1, description="array tasks running at once")
+    partition: str | None = None
+    account: str | None = None
+    time: int = Field(60, ge=1, description="time limit per task, minutes")
+    cpus_per_task: int = Field(1, ge=1)
+    gpus_per_task: int | None = Field(None, ge=1)
+    mem: str | None = Field(None, description="memory per task, e.g. 16G")
+    signal_delay: int = Field(90, ge=5, description="seconds before the time limit at which "
+                                                    "a task is told to checkpoint")
+    requeues: int = Field(3, ge=0, description="how often a task may be requeued")
+    setup: list[str] = Field(default_factory=list, description="shell lines run first")
+    sbatch: dict[str, str | int | bool] = Field(default_factory=dict,
+                                                description="extra sbatch flags by name")
+
+
 class StudyConfig(StudySettings):
     """Everything a study run needs; unknown keys and wrong types are errors."""
 
+    study: Literal["sbc", "recover"] | None = Field(
+        None, description="the kind of study; by default recover when `given` or `grid` is set")
     model: str = Field(description="a shipped model name or 'package.module:function'")
     args: dict[str, Any] = Field(default_factory=dict, description="design sizes for the builder")
     datasets: int = Field(100, gt=0, description="sbc: simulated datasets")
@@ -42,6 +71,10 @@ class StudyConfig(StudySettings):
     replicates: int = Field(1, gt=0, description="recover: datasets per grid point")
     shrinkage: str | None = Field(None, description="recover: Level whose shrinkage to show")
     data: str | None = Field(None, description="fit: a JSON file of columns")
+    compile_cache: str | bool = Field(
+        True, description="JAX's persistent compilation cache: true is <output>/compile-cache, "
+                          "a path shares one across studies, false turns it off")
+    cluster: ClusterSettings = Field(default_factory=ClusterSettings)
 
     @model_validator(mode="after")
     def _builder_exists(self):
@@ -57,11 +90,24 @@ class StudyConfig(StudySettings):
         fields = set(FitSettings.model_fields) - {"batch_size"}
         return FitSettings(**self.model_dump(include=fields))
 
-    def n_datasets(self, kind: str) -> int:
-        """Datasets of an "sbc" or a "recover" study."""
-        if kind == "sbc":
+    @property
+    def kind(self) -> str:
+        """"sbc" or "recover": `study`, or recover when values are held."""
+        return self.study or ("recover" if self.given or self.grid else "sbc")
+
+    def n_datasets(self, kind: str | None = None) -> int:
+        """Datasets of the study (of `kind`, "sbc" or "recover", if given)."""
+        if (kind or self.kind) == "sbc":
             return self.datasets
         return math.prod(len(v) for v in self.grid.values()) * self.replicates
+
+    def cache_directory(self) -> Path | None:
+        """Where the persistent compilation cache lives, or None when it is off."""
+        if self.compile_cache is False:
+            return None
+        if self.compile_cache is True:
+            return Path(self.output) / "compile-cache"
+        return Path(self.compile_cache).expanduser()
 
 
 def builder(name: str):

@@ -21,7 +21,9 @@ ENV = "HJAX_CPU_DEVICES"
 
 
 def available_cores() -> int:
-    """Cores this process may use: its CPU affinity, capped by a cgroup quota if there is one.
+    """Cores this process may use: its CPU affinity, capped by a cgroup quota if there is one
+    and by the CPUs Slurm gave the task (`SLURM_CPUS_PER_TASK`, for clusters that do not bind
+    tasks to their cores).
 
     Example:
         >>> available_cores() >= 1
@@ -34,6 +36,9 @@ def available_cores() -> int:
             cores = min(cores, max(1, int(quota) // int(period)))
     except (OSError, ValueError):
         pass
+    slurm = os.environ.get("SLURM_CPUS_PER_TASK", "")
+    if slurm.isdigit():
+        cores = min(cores, int(slurm))
     return max(1, cores or 1)
 
 
@@ -43,9 +48,14 @@ def use_cpu_cores(n: int | None = None) -> int:
     Must run before JAX's first operation, e.g. right after the imports.
 
     Example:
-        >>> import hjax as hj
-        >>> hj.use_cpu_cores(4)
-        4
+        Right after the imports, `hj.use_cpu_cores(4)` gives JAX 4 CPU devices and returns 4.
+        Once JAX has started, its devices are fixed:
+
+        >>> n = jax.local_device_count()  # starts JAX
+        >>> hj.use_cpu_cores(n + 1)
+        Traceback (most recent call last):
+        ...
+        RuntimeError: hj.use_cpu_cores must run before JAX's first operation, ...
     """
     n = available_cores() if n is None else n
     if n < 1:

@@ -15,13 +15,64 @@ from __future__ import annotations
 
 from typing import Literal, Self
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-__all__ = ["FitSettings", "StudySettings", "validated"]
+__all__ = ["Escalation", "FitSettings", "StudySettings", "validated"]
 
 WARMUP = 1000
 WARM_START_WARMUP = 300
 WARM_STARTS = ("advi", "pathfinder")
+
+
+class Escalation(BaseModel):
+    """When a fit fails its diagnostics, and how it is refitted.
+
+    Attributes:
+        attempts: refits allowed after the first fit (0: never refit).
+        max_divergences: divergent transitions after warmup a fit may have.
+        max_rhat: the largest R-hat (rank-normalized, split) a fit may have.
+        min_ess_bulk: the smallest bulk ESS (over all chains) a fit may have.
+        warmup_factor: each attempt multiplies the warmup by this.
+        accept_step: each attempt multiplies 1 - target_accept by this.
+
+    Example:
+        >>> policy = Escalation(attempts=2)
+        >>> [policy.settings(FitSettings(warmup=500), k).warmup for k in (0, 1, 2)]
+        [500, 1000, 2000]
+        >>> [policy.settings(FitSettings(), k).target_accept for k in (0, 1, 2)]
+        [0.8, 0.9, 0.95]
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    attempts: int = Field(0, ge=0)
+    max_divergences: int = Field(0, ge=0)
+    max_rhat: float = Field(1.01, gt=1)
+    min_ess_bulk: float = Field(100.0, ge=0)
+    warmup_factor: float = Field(2.0, ge=1)
+    accept_step: float = Field(0.5, gt=0, le=1)
+
+    def settings(self, settings, attempt: int):
+        """The settings of attempt `attempt` (0 is the first fit): longer warmup, higher
+        target acceptance."""
+        if attempt == 0:
+            return settings
+        warmup = int(round(settings.warmup_iterations * self.warmup_factor**attempt))
+        accept = 1 - (1 - settings.target_accept) * self.accept_step**attempt
+        return settings.model_copy(update={"warmup": warmup, "target_accept": round(accept, 6)})
+
+    def failing(self, diagnostics) -> np.ndarray:
+        """Per dataset (of `hj.diagnose` output): whether the fit fails the policy."""
+        def values(name, fill):
+            if name not in diagnostics:
+                return np.full(np.shape(diagnostics["divergences"].values), fill)
+            return np.asarray(diagnostics[name].values, dtype=float)
+
+        rhat, ess = values("max_rhat", np.nan), values("min_ess_bulk", np.nan)
+        return np.atleast_1d((values("init_failures", 0) > 0)
+                             | (values("divergences", 0) > self.max_divergences)
+                             | ~(rhat <= self.max_rhat) | ~(ess >= self.min_ess_bulk))
 
 
 class FitSettings(BaseModel):
@@ -48,6 +99,8 @@ class FitSettings(BaseModel):
             and a device's whole share on an accelerator.
         devices: local devices to spread datasets over; None is all of them.
         save_warmup: also keep the warmup iterations.
+        escalation: when a fit that fails its diagnostics is refitted, and how (`Escalation`);
+            never by default for `hj.sample`, twice for studies.
 
     Example:
         >>> FitSettings(sampler="blackjax", vectorize=4).vectorize
@@ -70,6 +123,7 @@ class FitSettings(BaseModel):
     vectorize: int | None = Field(None, ge=1)
     devices: int | None = Field(None, ge=1)
     save_warmup: bool = False
+    escalation: Escalation = Field(default_factory=Escalation)
 
     @model_validator(mode="after")
     def _sampler_options(self) -> Self:
@@ -95,6 +149,7 @@ class StudySettings(FitSettings):
         batch_size: datasets per batch: one compiled program, one stored file, one unit of
             resumption and of sharding across workers.
         max_rank: the most thinned draws each SBC rank is taken among.
+        escalation: by default two refits of each fit that fails its diagnostics.
 
     Example:
         >>> StudySettings(chains=2).batch_size
@@ -105,6 +160,7 @@ class StudySettings(FitSettings):
     draws: int = Field(500, ge=1)
     batch_size: int = Field(16, ge=1)
     max_rank: int = Field(99, ge=1)
+    escalation: Escalation = Field(default_factory=lambda: Escalation(attempts=2))
 
 
 def validated[S: BaseModel](cls: type[S], where: str, base: S | None = None, **options) -> S:
@@ -114,6 +170,10 @@ def validated[S: BaseModel](cls: type[S], where: str, base: S | None = None, **o
     Example:
         >>> validated(FitSettings, "hj.sample", chains=2).chains
         2
+        >>> validated(FitSettings, "hj.sample", chains=0)
+        Traceback (most recent call last):
+        ...
+        ValueError: hj.sample: chains: Input should be greater than or equal to 1 (got 0).
     """
     values = {} if base is None else base.model_dump(include=set(cls.model_fields))
     unknown = sorted(set(options) - set(cls.model_fields))

@@ -116,8 +116,8 @@ def lba_log_density(
         >>> import jax.numpy as jnp
         >>> lp = lba_log_density(jnp.array([0.7, 0.9]), jnp.array([0, 1]),
         ...                      v=jnp.array([1.2, 0.8]), A=0.5, b=1.0, t0=0.2)
-        >>> lp.shape
-        (2,)
+        >>> lp.round(2)
+        Array([-0.21, -1.36], dtype=float32)
     """
     dtype = float_dtype(rt, v, A, b, t0, s)
     rt, v, A, b, t0, s = (jnp.asarray(x, dtype) for x in (rt, v, A, b, t0, s))

@@ -19,7 +19,7 @@ from hjax.cognitive.wiener import (
     wiener_sample_with_lapse,
 )
 from hjax.model import constraints as C
-from hjax.model.likelihoods import Likelihood, count_excess
+from hjax.model.likelihoods import Below, Likelihood, count_excess
 from hjax.model.terms import Const, Data, Term, as_term
 
 
@@ -52,6 +52,12 @@ class Wiener(Likelihood):
         >>> ddm = hj.Wiener(v=hj.Fixed("v") + hj.Level("v_p", "participant"),
         ...                 a=hj.Fixed("a", hj.LogNormal(0.3, 0.3)),
         ...                 t0=hj.Fixed("t0", hj.Uniform(0.05, 0.5)))
+        >>> print(ddm)
+        Wiener likelihood on rt, choice
+          v = v + v_p[participant]
+          a = a
+          t0 = t0
+          w = 0.5
     """
 
     v: Term = _term()
@@ -87,6 +93,10 @@ class Wiener(Likelihood):
                                                   rt_max=self.rt_max, shape=shape)
         return {"rt": rt, "choice": choice.astype(jnp.int32)}
 
+    def data_bounds(self):
+        # With lapses a trial faster than t0 is a contaminant, not impossible.
+        return {"t0": Below(self.rt)} if self.p_lapse is None else {}
+
     def check_observed(self, name, values):
         if name == self.choice:
             ok = np.all((values == 0) | (values == 1))
@@ -113,8 +123,17 @@ class LBA(Likelihood):
     is conditioned on at least one positive drift, in the density and in the simulator alike.
 
     Example:
-        >>> lba = hj.LBA(v=(hj.Fixed("v_match"), hj.Fixed("v_mis")), A=hj.Fixed("A", prior),
-        ...              B=hj.Fixed("B", prior), t0=hj.Fixed("t0", hj.Uniform(0.05, 0.4)))
+        >>> lba = hj.LBA(v=(hj.Fixed("v_match"), hj.Fixed("v_mis")),
+        ...              A=hj.Fixed("A", hj.HalfNormal(1.0)), B=hj.Fixed("B", hj.HalfNormal(1.0)),
+        ...              t0=hj.Fixed("t0", hj.Uniform(0.05, 0.4)))
+        >>> print(lba)
+        LBA likelihood on rt, choice
+          v0 = v_match
+          v1 = v_mis
+          A = A
+          B = B
+          t0 = t0
+          s = 1
     """
 
     drifts: tuple[Term, ...]
@@ -161,6 +180,9 @@ class LBA(Likelihood):
                                 positive_drift=self.positive_drift)
         return {"rt": rt, "choice": choice.astype(jnp.int32)}
 
+    def data_bounds(self):
+        return {"t0": Below(self.rt)}
+
     def check_observed(self, name, values):
         n = len(self.drifts)
         if name == self.choice:
@@ -181,7 +203,15 @@ class SDT(Likelihood):
     model d'_pi = alpha_p + gamma_i, gamma_i = zeta0 + zeta1 * brightness_i.
 
     Example:
-        >>> sdt = hj.SDT(d_prime=hj.Crossed(alpha, gamma), c=hj.Fixed("c"))
+        >>> alpha = hj.Level("alpha", "participant")
+        >>> gamma = hj.Level("gamma", "item", loc=hj.Fixed("zeta0") + hj.Fixed(
+        ...     "zeta1", predictors="brightness"))
+        >>> print(hj.SDT(d_prime=hj.Crossed(alpha, gamma), c=hj.Fixed("c")))
+        SDT likelihood on hits, false_alarms
+          d_prime = alpha[participant] + gamma[item]
+          c = c
+          n_signal = data[n_signal]
+          n_noise = data[n_noise]
     """
 
     d_prime: Term = _term()

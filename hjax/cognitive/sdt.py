@@ -48,8 +48,8 @@ def sdt_log_likelihood(
 
     Example:
         >>> lp = sdt_log_likelihood(40, 50, 10, 50, d_prime=1.5, c=0.1)
-        >>> lp.shape
-        ()
+        >>> round(float(lp), 2)
+        -4.4
     """
     d_prime = jnp.asarray(d_prime)
     dtype = jnp.result_type(d_prime, c, float)

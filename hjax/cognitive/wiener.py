@@ -122,8 +122,8 @@ def wiener_log_density(
         >>> import jax.numpy as jnp
         >>> lp = wiener_log_density(jnp.array([0.6, 1.1]), jnp.array([1, 0]),
         ...                         v=1.0, a=1.5, w=0.5, t0=0.3)
-        >>> lp.shape
-        (2,)
+        >>> lp.round(2)
+        Array([ 0.26, -2.57], dtype=float32)
     """
     dtype = float_dtype(rt, v, a, w, t0, sv)
     rt, v, a, w, t0, sv = (jnp.asarray(x, dtype) for x in (rt, v, a, w, t0, sv))
@@ -165,8 +165,10 @@ def wiener_prob_upper(
         P(choice = 1), broadcast shape of the arguments.
 
     Example:
-        >>> float(wiener_prob_upper(0.0, 2.0, 0.3))
-        0.3...
+        >>> round(float(wiener_prob_upper(0.0, 2.0, 0.3)), 2)  # no drift: the start point
+        0.3
+        >>> round(float(wiener_prob_upper(1.0, 2.0, 0.5)), 2)
+        0.88
     """
     dtype = float_dtype(v, a, w)
     v, a, w = (jnp.asarray(x, dtype) for x in (v, a, w))
@@ -254,6 +256,8 @@ def wiener_sample(
         >>> rt, choice = wiener_sample(jax.random.key(0), 1.0, 1.5, 0.5, 0.3, shape=(1000,))
         >>> rt.shape, choice.shape
         ((1000,), (1000,))
+        >>> round(float(choice.mean()), 1)  # about wiener_prob_upper(1.0, 1.5, 0.5) = 0.82
+        0.8
     """
     dtype = float_dtype(v, a, w, t0, sv)
     v, a, w, t0, sv = (jnp.asarray(x, dtype) for x in (v, a, w, t0, sv))
@@ -308,8 +312,8 @@ def wiener_log_density_with_lapse(
     Example:
         >>> lp = wiener_log_density_with_lapse(0.1, 1, 1.0, 1.5, 0.5, 0.3,
         ...                                    p_lapse=0.05, rt_max=3.0)
-        >>> bool(jnp.isfinite(lp))
-        True
+        >>> round(float(lp), 2)  # rt < t0: a lapse, log(0.05 / (2 * 3.0))
+        -4.79
     """
     dtype = float_dtype(rt, v, a, w, t0, sv, p_lapse, rt_max)
     rt, p_lapse, rt_max = (jnp.asarray(x, dtype) for x in (rt, p_lapse, rt_max))

@@ -194,8 +194,12 @@ def adapt(state: AdaptationState, phase: Phase, position, acceptance_rate, targe
     estimate of the mass matrix, finalized (and dual averaging restarted) at a window's end.
 
     Example:
-        >>> state = adapt(init(2, dtype=jnp.float32), phase_at(schedule(100), 0),
-        ...               jnp.zeros(2), 0.9, 0.8, False)
+        >>> state, phase = init(2, dtype=jnp.float32), phase_at(schedule(100), 0)
+        >>> for accept in (0.9, 0.5):  # the more a transition accepted, the longer the next
+        ...     new = adapt(state, phase, jnp.zeros(2), accept, 0.8, False)
+        ...     print(round(float(new.step_size), 1))
+        12.0
+        5.8
     """
     _, mm_update, mm_final = mass_matrix_adaptation(not dense_mass)
     da_init, da_update, da_final = dual_averaging_adaptation(target_accept)

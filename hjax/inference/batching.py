@@ -65,9 +65,11 @@ def as_batch(model, data: Mapping | Sequence[Mapping]) -> tuple[dict[str, np.nda
         batch.
 
     Example:
-        >>> batch, batched = as_batch(model, [raw_a, raw_b])
+        >>> batch, batched = as_batch(model, [data, data | {"y": np.zeros(8)}])
         >>> batched, batch["y"].shape
         (True, (2, 8))
+        >>> as_batch(model, data)[1]  # one dataset
+        False
     """
     if isinstance(data, Mapping):
         arrays = {k: np.asarray(v) for k, v in data.items()}
@@ -146,7 +148,9 @@ def map_chunks(
         `fn`'s pytree with leading axis D, as numpy arrays.
 
     Example:
-        >>> out = map_chunks(lambda idx, ok, d: {"mean": d["y"].mean(-1)}, batch, batch_size=4)
+        >>> batch = {"y": np.arange(10.0).reshape(5, 2)}  # 5 datasets
+        >>> map_chunks(lambda index, valid, chunk: {"mean": chunk["y"].mean(-1)}, batch, 2)
+        {'mean': array([0.5, 2.5, 4.5, 6.5, 8.5])}
     """
     n = next(iter(data.values())).shape[0]
     results = []

@@ -51,9 +51,13 @@ def init(chain: HMCState, *, dense_mass: bool = False, inverse_mass_matrix: Arra
     is not traced again here; the other arguments are those of `adaptation.init`.
 
     Example:
+        >>> def logdensity_fn(p):  # a standard normal
+        ...     return -0.5 * jnp.sum(p["x"] ** 2)
         >>> position = {"x": jnp.zeros(3)}
         >>> value, grad = jax.value_and_grad(logdensity_fn)(position)
         >>> state = init(HMCState(position, value, grad))
+        >>> state.adaptation.inverse_mass_matrix, state.adaptation.step_size
+        (Array([1., 1., 1.], dtype=float32), Array(1., dtype=float32))
     """
     return NUTSState(chain, adaptation.init(
         pytree_size(chain.position), dtype=jnp.result_type(chain.logdensity),
@@ -73,8 +77,14 @@ def step(
     """One NUTS transition; during warmup (`phase.adapting`) followed by an adaptation update.
 
     Example:
-        >>> phase = adaptation.phase_at(adaptation.schedule(200), 0)
-        >>> state, info = step(key, state, phase, logdensity_fn)
+        >>> def logdensity_fn(p):  # a standard normal
+        ...     return -0.5 * jnp.sum(p["x"] ** 2)
+        >>> position = {"x": jnp.zeros(3)}
+        >>> state = init(HMCState(position, *jax.value_and_grad(logdensity_fn)(position)))
+        >>> phase = adaptation.phase_at(adaptation.schedule(200), 0)  # warmup's first
+        >>> state, info = step(jax.random.key(0), state, phase, logdensity_fn)
+        >>> bool(info.diverging), float(state.adaptation.step_size) != 1.0  # adapted
+        (False, True)
     """
     adapt = state.adaptation
     step_size = adaptation.step_size_now(adapt, phase.adapting)
@@ -115,9 +125,15 @@ def fit_rows(model, program, runtime, key, dataset_index, data, shared):
     not depend on which chunk it lands in or how wide the chunk is.
 
     Example:
-        >>> out = fit_rows(model, program, runtime, key, jnp.arange(2), batch, {})
-        >>> out.draws["mu"].shape
-        (2, 4, 1000)
+        >>> from hjax.inference.chunks import Program, Runtime
+        >>> from hjax.inference.samplers import VmappedNUTS
+        >>> sampler = VmappedNUTS()
+        >>> program = Program(sampler, sampler.layout(2, chains=2, available=1), chains=2, draws=50)
+        >>> batch = {k: jnp.stack([v, v]) for k, v in model.prepare(data).items()}  # 2 datasets
+        >>> out = jax.eval_shape(lambda: fit_rows(model, program, Runtime.of(100, 0.8, 2.0),
+        ...     jax.random.key(0), jnp.arange(2), batch, {}))
+        >>> out.draws["mu"].shape  # (datasets, chains, draws); shapes only: nothing runs
+        (2, 2, 50)
     """
     init_result, imm, ws_evals, chain_keys = chunk_starts(model, program, runtime, key,
                                                           dataset_index, data, shared)

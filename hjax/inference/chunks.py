@@ -25,13 +25,13 @@ from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 from hjax.inference import adaptation
 from hjax.inference.adaptation import NUTSParameters, Schedule, StepInfo
 from hjax.inference.batching import Layout, where_rows
-from hjax.inference.init import InitResult, init_position
+from hjax.inference.init import InitResult, Stage, init_position, inside_bounds
 from hjax.inference.warmstart import warm_start
 
 __all__ = ["ChunkOutput", "Program", "Runtime", "chunk_output", "chunk_starts", "fit_layout",
            "run_chunk"]
 
-MAX_INIT_TRIES = 100
+UNIFORM_TRIES, PRIOR_TRIES, BOUNDED_TRIES = 100, 100, 20  # start draws per stage
 
 
 class Program(NamedTuple):
@@ -65,7 +65,13 @@ class Runtime(NamedTuple):
 
     @classmethod
     def of(cls, warmup: int, target_accept: float, init_radius: float) -> Runtime:
-        """Example: `Runtime.of(1000, 0.8, 2.0)`."""
+        """The runtime settings of `warmup` iterations, a target acceptance and a start radius.
+
+        Example:
+            >>> runtime = Runtime.of(1000, 0.8, 2.0)
+            >>> int(runtime.schedule.warmup), runtime.target_accept
+            (1000, Array(0.8, dtype=float32))
+        """
         dtype = jnp.result_type(float)
         return cls(adaptation.schedule(warmup), jnp.asarray(target_accept, dtype),
                    jnp.asarray(init_radius, dtype))
@@ -88,21 +94,32 @@ class ChunkOutput(NamedTuple):
     grad_evals_executed: Float[Array, " B"]
 
 
-def _starts(model, program: Program, runtime: Runtime, key, data):
-    """Uniform(-r, r) (or prior) starts per chain, replaced by warm-start draws where those are
-    finite; and the warm start's inverse mass matrix and gradient count."""
-    logdensity = partial(model.logdensity, data=data)
-    if program.init == "prior":
+def _stages(model, program: Program, runtime: Runtime, data) -> list[Stage]:
+    """Where starting points are drawn from, in turn: Stan's uniform box (unless `init` is
+    "prior"), prior draws, then prior draws moved inside the bounds the data put on the
+    likelihood (when it declares any)."""
+    def prior(key):
         # Prior draws respect the model's scales, e.g. a non-decision time below the RTs,
         # where uniform(-2, 2) in unconstrained space can put exp(2) = 7 s.
-        def draw(key):
-            return model.unconstrain(model.sample_prior(key, data))
-    else:
-        draw = partial(model.init, radius=runtime.init_radius)
+        return model.unconstrain(model.sample_prior(key, data))
+
+    stages = [Stage(prior, PRIOR_TRIES)]
+    if program.init != "prior":
+        stages.insert(0, Stage(partial(model.init, radius=runtime.init_radius), UNIFORM_TRIES))
+    if model.likelihood.data_bounds():
+        violation = partial(model.bound_violation, data=data)
+        stages.append(Stage(inside_bounds(prior, violation), BOUNDED_TRIES))
+    return stages
+
+
+def _starts(model, program: Program, runtime: Runtime, key, data):
+    """A start per chain from `_stages`, replaced by warm-start draws where those are
+    finite; and the warm start's inverse mass matrix and gradient count."""
+    logdensity = partial(model.logdensity, data=data)
     keys = jax.vmap(partial(jax.random.fold_in, jax.random.fold_in(key, 0)))(
         jnp.arange(program.chains))
-    init = jax.vmap(partial(init_position, draw=draw, logdensity_fn=logdensity,
-                            max_tries=MAX_INIT_TRIES))(keys)
+    init = jax.vmap(partial(init_position, draw=_stages(model, program, runtime, data),
+                            logdensity_fn=logdensity))(keys)
     if program.init in (None, "prior"):
         return init, None, jnp.zeros((), jnp.int32)
     first = jax.tree.map(lambda x: x[0], init.position)
@@ -124,8 +141,15 @@ def chunk_starts(model, program: Program, runtime: Runtime, key, dataset_index, 
     gradient counts, and chain keys, all from `fold_in(key, dataset_index[b])`.
 
     Example:
-        >>> init, imm, ws_evals, chain_keys = chunk_starts(model, program, runtime, key,
-        ...                                                jnp.arange(2), batch, {})
+        >>> from hjax.inference.samplers import LanesNUTS
+        >>> sampler = LanesNUTS()
+        >>> program = Program(sampler, sampler.layout(2, chains=2, available=1), chains=2, draws=50)
+        >>> batch = {k: jnp.stack([v, v]) for k, v in model.prepare(data).items()}  # 2 datasets
+        >>> init, imm, ws_evals, chain_keys = jax.eval_shape(lambda: chunk_starts(
+        ...     model, program, Runtime.of(100, 0.8, 2.0), jax.random.key(0), jnp.arange(2),
+        ...     batch, {}))  # shapes only: nothing runs
+        >>> init.position["theta_z"].shape, imm  # (datasets, chains, schools); no warm start
+        ((2, 2, 8), None)
     """
     keys = jax.vmap(partial(jax.random.fold_in, key))(dataset_index)
     init, imm, ws_evals = jax.vmap(
@@ -141,7 +165,17 @@ def chunk_output(program: Program, values, stats: StepInfo, warmup_grad_evals,
     draws.
 
     Example:
-        >>> out = chunk_output(program, values, stats, evals, init, ws_evals, params, executed)
+        Through `fit_layout`, whose samplers end with it:
+
+        >>> from hjax.inference.samplers import LanesNUTS
+        >>> sampler = LanesNUTS()
+        >>> program = Program(sampler, sampler.layout(2, chains=2, available=1), chains=2, draws=50)
+        >>> batch = {k: jnp.stack([v, v]) for k, v in model.prepare(data).items()}  # 2 datasets
+        >>> program = program._replace(saved_warmup=100)  # save_warmup=True with warmup=100
+        >>> out = jax.eval_shape(lambda: fit_layout(model, program, jax.random.key(0),
+        ...     jnp.arange(2), jnp.ones(2, bool), batch, {}, Runtime.of(100, 0.8, 2.0)))
+        >>> out.warmup_draws["mu"].shape, out.draws["mu"].shape
+        ((2, 2, 100), (2, 2, 50))
     """
     split = program.saved_warmup
     return ChunkOutput(
@@ -175,10 +209,14 @@ def fit_layout(
     for every dataset. A dataset's draws depend only on its index, never on the layout.
 
     Example:
-        >>> out = fit_layout(model, program, key, jnp.arange(6), jnp.ones(6, bool), batch, {},
-        ...                  Runtime.of(1000, 0.8, 2.0))
-        >>> out.draws["mu"].shape
-        (6, 4, 1000)
+        >>> from hjax.inference.samplers import LanesNUTS
+        >>> sampler = LanesNUTS()
+        >>> program = Program(sampler, sampler.layout(2, chains=2, available=1), chains=2, draws=50)
+        >>> batch = {k: jnp.stack([v, v]) for k, v in model.prepare(data).items()}  # 2 datasets
+        >>> out = jax.eval_shape(lambda: fit_layout(model, program, jax.random.key(0),
+        ...     jnp.arange(2), jnp.ones(2, bool), batch, {}, Runtime.of(100, 0.8, 2.0)))
+        >>> out.draws["theta"].shape, out.step_size.shape  # shapes only: nothing runs
+        ((2, 2, 50, 8), (2, 2))
     """
     def on_device(index, valid, data, shared, runtime):
         return program.sampler.fit_device(model, program, runtime, key, index, valid, data,
@@ -212,8 +250,12 @@ def run_chunk(model, program: Program, *args) -> tuple[ChunkOutput, float]:
     shapes; returns the output and the seconds spent compiling (0 when reused).
 
     Example:
-        >>> out, compile_seconds = run_chunk(model, program, key, index, valid, batch, {},
-        ...                                  runtime)
+        Through `hj.sample`, which fits every chunk with it:
+
+        >>> first = hj.sample(model, data, key=0, chains=2, warmup=100, draws=50, warn=False)
+        >>> again = hj.sample(model, data, key=1, chains=2, warmup=200, draws=50, warn=False)
+        >>> again.posterior.attrs["compile_time"]  # compiled already; warmup is a runtime value
+        0.0
     """
     everything = (model, program, *args)
     signature = _signature(everything)

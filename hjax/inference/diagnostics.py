@@ -36,9 +36,11 @@ def diagnose(tree: xr.DataTree) -> xr.Dataset:
         `max_rhat`, `min_ess_bulk`, `min_ess_tail` (over all parameters) and `init_failures`.
 
     Example:
+        >>> result = hj.sample(model, data, key=0, chains=2, warmup=100, draws=50, warn=False)
         >>> diag = hj.diagnose(result)
-        >>> int(diag.divergences.sum())
-        0
+        >>> list(diag.data_vars), int(diag.init_failures)
+        (['divergences', 'treedepth_hits', 'max_rhat', 'min_ess_bulk', 'min_ess_tail',
+          'init_failures'], 0)
     """
     posterior = tree.posterior.to_dataset()
     stats = tree.sample_stats.to_dataset()
@@ -78,8 +80,11 @@ def summary(tree: xr.DataTree, var_names: list[str] | None = None,
     r_hat. Numbers are not rounded, so the table can be computed on.
 
     Example:
-        >>> hj.summary(result).loc["mu", "mean"]
-        4.39...
+        >>> result = hj.sample(model, data, key=0, chains=2, warmup=100, draws=50, warn=False)
+        >>> table = hj.summary(result)
+        >>> table.index[:3].tolist(), table.columns.tolist()
+        (['mu', 'theta[0]', 'theta[1]'],
+         ['mean', 'sd', 'q5', 'q95', 'mcse_mean', 'mcse_sd', 'ess_bulk', 'ess_tail', 'r_hat'])
     """
     posterior = tree.posterior.to_dataset()
     if var_names is not None:
@@ -129,8 +134,12 @@ def check(tree: xr.DataTree) -> list[str]:
     few lines, not thousands.
 
     Example:
-        >>> for message in hj.check(result):
+        >>> result = hj.sample(model, data, key=0, chains=2, warmup=100, draws=50, warn=False)
+        >>> for message in hj.check(result):  # 2 chains of 50 draws are too few
         ...     print(message)
+        R-hat up to ... > 1.01: the chains have not mixed; run longer (more warmup and draws) or
+        check the model.
+        Effective sample size down to ... < 200: means and quantiles are unreliable; draw more.
     """
     diag = diagnose(tree)
     attrs = tree.posterior.attrs
@@ -174,7 +183,13 @@ def warn_problems(tree: xr.DataTree) -> list[str]:
     """Issue each of `check`'s messages as a `UserWarning`; return them.
 
     Example:
-        >>> messages = warn_problems(result)
+        >>> import warnings
+        >>> result = hj.sample(model, data, key=0, chains=2, warmup=100, draws=50, warn=False)
+        >>> with warnings.catch_warnings(record=True) as issued:
+        ...     warnings.simplefilter("always")
+        ...     messages = warn_problems(result)
+        >>> [str(warning.message) for warning in issued] == messages == hj.check(result)
+        True
     """
     messages = check(tree)
     for message in messages:

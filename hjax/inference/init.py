@@ -1,21 +1,26 @@
-"""Starting points: Stan's uniform(-2, 2) draws, retried until the density and gradient are finite.
+"""Starting points: draws retried until the density and gradient are finite.
 
-`init_position` runs under jit and vmap (a `while_loop` per chain). When it gives up,
+The default search tries Stan's uniform(-2, 2) draws, then prior draws, then prior draws moved
+inside the bounds the data put on the likelihood (`inside_bounds`), so a start is found
+whenever the model has one near its prior, e.g. a hierarchical DDM whose non-decision times
+must stay below each participant's fastest RT. `init_position` runs under jit and vmap (a
+`while_loop` per chain). When it gives up,
 `explain_nonfinite` runs on the host and names the parameters to blame, so the user is told
 what to fix rather than handed NaN draws.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
-__all__ = ["InitResult", "explain_nonfinite", "init_position"]
+__all__ = ["InitResult", "Stage", "explain_nonfinite", "init_position", "inside_bounds"]
 
 
 class InitResult(NamedTuple):
@@ -33,9 +38,16 @@ def _all_finite(tree) -> Bool[Array, ""]:
     return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]))
 
 
+class Stage(NamedTuple):
+    """A way to draw starting points (a position from a key) and how many draws to try."""
+
+    draw: Callable[[PRNGKeyArray], dict[str, Array]]
+    tries: int
+
+
 def init_position(
     key: PRNGKeyArray,
-    draw: Callable[[PRNGKeyArray], dict[str, Array]],
+    draw: Callable[[PRNGKeyArray], dict[str, Array]] | Sequence[Stage],
     logdensity_fn: Callable[[dict[str, Array]], Array],
     *,
     max_tries: int = 100,
@@ -44,32 +56,86 @@ def init_position(
 
     Args:
         key: a PRNG key; try i uses `fold_in(key, i)`.
-        draw: a random position from a key, e.g. `lambda k: model.init(k, radius=2.0)`.
+        draw: a random position from a key, e.g. `lambda k: model.init(k, radius=2.0)`, tried
+            `max_tries` times; or stages tried in turn, each `Stage(draw, tries)` times (e.g.
+            uniform starts, then prior draws, then prior draws moved inside the data's
+            bounds).
         logdensity_fn: log density of one position.
         max_tries: how many draws before giving up (the result then has `ok=False`).
 
     Example:
-        >>> result = init_position(key, model.init, lambda p: model.logdensity(p, data))
-        >>> bool(result.ok)
-        True
+        >>> prepared = model.prepare(data)
+        >>> result = init_position(jax.random.key(0), model.init,
+        ...                        lambda p: model.logdensity(p, prepared))
+        >>> bool(result.ok), int(result.tries)
+        (True, 1)
     """
+    stages = [Stage(draw, max_tries)] if callable(draw) else list(draw)
+    ends = np.cumsum([stage.tries for stage in stages])
+    draws = [stage.draw for stage in stages]
+
     def cond(carry):
         i, *_, ok = carry
-        return ~ok & (i < max_tries)
+        return ~ok & (i < ends[-1])
 
     def body(carry):
         i = carry[0]
-        position = draw(jax.random.fold_in(key, i))
+        try_key = jax.random.fold_in(key, i)
+        if len(draws) == 1:
+            position = draws[0](try_key)
+        else:
+            stage = jnp.sum(i >= jnp.asarray(ends[:-1]))
+            position = jax.lax.switch(stage, draws, try_key)
         value, grad = jax.value_and_grad(logdensity_fn)(position)
         return i + 1, position, value, grad, jnp.isfinite(value) & _all_finite(grad)
 
     # Only the loop calls the density, so it is traced once.
-    shapes = jax.eval_shape(draw, key)
+    shapes = jax.eval_shape(draws[0], key)
     blank = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
     value = jnp.zeros((), jax.tree.leaves(shapes)[0].dtype)
     start = (jnp.zeros((), jnp.int32), blank, value, blank, jnp.zeros((), bool))
     tries, position, value, grad, ok = jax.lax.while_loop(cond, body, start)
     return InitResult(position, value, grad, tries, ok)
+
+
+def inside_bounds(
+    draw: Callable[[PRNGKeyArray], dict[str, Array]],
+    violation_fn: Callable[[dict[str, Array]], Array],
+    *,
+    steps: int = 200,
+    learning_rate: float = 0.05,
+) -> Callable[[PRNGKeyArray], dict[str, Array]]:
+    """A draw moved inside the bounds the data impose: Adam (optax) descends the squared
+    violation (`Model.bound_violation`) from `draw`'s position until it is 0, at most `steps`
+    steps. It reaches a start where uniform and prior draws keep breaking a bound somewhere,
+    e.g. a participant's non-decision time above one of that participant's RTs.
+
+    Example:
+        >>> draw = inside_bounds(lambda k: {"t0": jnp.array(2.0)},
+        ...                      lambda p: jax.nn.relu(p["t0"] - 0.3) ** 2)
+        >>> bool(draw(jax.random.key(0))["t0"] <= 0.3)
+        True
+    """
+    optimizer = optax.adam(learning_rate)
+
+    def moved(key):
+        def cond(carry):
+            i, _, _, violation = carry
+            return (violation > 0) & (i < steps)
+
+        def body(carry):
+            i, position, state, _ = carry
+            violation, grad = jax.value_and_grad(violation_fn)(position)
+            updates, state = optimizer.update(grad, state, position)
+            position = optax.apply_updates(position, updates)
+            return i + 1, position, state, violation_fn(position)
+
+        position = draw(key)
+        start = (jnp.zeros((), jnp.int32), position, optimizer.init(position),
+                 violation_fn(position))
+        return jax.lax.while_loop(cond, body, start)[1]
+
+    return moved
 
 
 def explain_nonfinite(
@@ -83,8 +149,11 @@ def explain_nonfinite(
     non-finite. Runs eagerly on the host; meant for error messages.
 
     Example:
-        >>> explain_nonfinite({"sigma": jnp.array(-50.0)}, logdensity_fn)
-        "log density is -inf; it becomes finite when 'sigma' (now -50) is moved to 0"
+        >>> def logdensity_fn(p):
+        ...     return jax.scipy.stats.norm.logpdf(1.0, p["mu"], jnp.exp(p["log_sigma"]))
+        >>> explain_nonfinite({"mu": jnp.array(0.5), "log_sigma": jnp.array(-200.0)},
+        ...                   logdensity_fn)
+        "log density is nan; it becomes finite when 'log_sigma' (now -200.0) is moved to 0"
     """
     value, grad = jax.value_and_grad(logdensity_fn)(position)
     value = float(value)

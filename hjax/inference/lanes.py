@@ -511,9 +511,19 @@ def run(
             iterations end, about 100 times in all.
 
     Example:
-        >>> out = run(logdensity_fn, constrain_fn, data, jobs, adaptation.schedule(500),
-        ...           lanes=8, draws=500)
+        >>> def logdensity_fn(x, data):  # Normal(data["m"], 1)
+        ...     return -0.5 * jnp.sum((x - data["m"]) ** 2)
+        >>> data = {"m": jnp.array([0.0, 3.0])}  # 2 datasets
+        >>> dataset, start = jnp.array([0, 0, 1, 1]), jnp.zeros((4, 1))  # 2 chains each
+        >>> lp, grad = jax.vmap(jax.value_and_grad(logdensity_fn))(start, {"m": data["m"][dataset]})
+        >>> jobs = Jobs(dataset, jax.random.split(jax.random.key(0), 4), start, lp, grad,
+        ...             inverse_mass_matrix=jnp.ones((4, 1)), step_size=jnp.ones(4))
+        >>> out = run(logdensity_fn, lambda x, data: x, data, jobs, adaptation.schedule(200),
+        ...           lanes=2, draws=200)
         >>> out.draws.shape  # (jobs, draws, constrained size)
+        (4, 200, 1)
+        >>> out.draws.mean(axis=(1, 2)).round()  # each chain found its dataset's mean
+        Array([0., 0., 3., 3.], dtype=float32)
     """
     n_jobs = jobs.logdensity.shape[0]
     total = schedule.warmup + draws
@@ -544,10 +554,15 @@ def fit_device(model, program, runtime, key, dataset_index, valid, data, shared)
     skipped); `grad_evals_executed` is the lanes' share of the loop.
 
     Example:
-        >>> out = fit_device(model, program, runtime, key, jnp.arange(2), jnp.ones(2, bool),
-        ...                  batch, {})
-        >>> out.draws["mu"].shape
-        (2, 4, 1000)
+        >>> from hjax.inference.chunks import Program, Runtime
+        >>> from hjax.inference.samplers import LanesNUTS
+        >>> sampler = LanesNUTS()
+        >>> program = Program(sampler, sampler.layout(2, chains=2, available=1), chains=2, draws=50)
+        >>> batch = {k: jnp.stack([v, v]) for k, v in model.prepare(data).items()}  # 2 datasets
+        >>> out = jax.eval_shape(lambda: fit_device(model, program, Runtime.of(100, 0.8, 2.0),
+        ...     jax.random.key(0), jnp.arange(2), jnp.ones(2, bool), batch, {}))
+        >>> out.draws["mu"].shape  # (datasets, chains, draws); shapes only: nothing runs
+        (2, 2, 50)
     """
     init, imm, ws_evals, chain_keys = chunk_starts(model, program, runtime, key, dataset_index,
                                                    data, shared)

@@ -33,6 +33,11 @@ def report(iteration: Int[Array, ""], total: int | Int[Array, ""]) -> None:
         >>> def body(carry, t):
         ...     report(t, total=1000)
         ...     return carry, None
+        >>> with progress_bar(1000, "demo", enabled=True) as bar:
+        ...     _ = jax.lax.scan(body, None, jnp.arange(1000))
+        ...     jax.effects_barrier()
+        >>> bar.n
+        1000
     """
     every = jnp.maximum(1, total // 100)
     done = iteration + 1
@@ -48,7 +53,12 @@ def progress_bar(total: int, desc: str, enabled: bool) -> Iterator[tqdm | None]:
 
     Example:
         >>> with progress_bar(2000, "sampling", enabled=True) as bar:
-        ...     run_compiled_loop()
+        ...     _ = bar.update(500)  # as the compiled loop's callbacks do
+        >>> bar.n
+        500
+        >>> with progress_bar(2000, "sampling", enabled=False) as bar:
+        ...     print(bar)
+        None
     """
     if not enabled:
         yield None
@@ -66,6 +76,10 @@ def report_count(n: Int[Array, ""]) -> None:
     """Inside a traced loop: advance the active bar by `n` (the caller decides how often).
 
     Example:
-        >>> report_count(jnp.sum(ended))
+        >>> with progress_bar(8, "demo", enabled=True) as bar:
+        ...     jax.jit(lambda ended: report_count(jnp.sum(ended)))(jnp.ones(8, jnp.int32))
+        ...     jax.effects_barrier()
+        >>> bar.n
+        8
     """
     jax.debug.callback(_advance, n)

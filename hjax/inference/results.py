@@ -74,9 +74,11 @@ def to_datatree(
     is dropped. Parameter dims and coords come from `model.param_dims` and `model.coords`.
 
     Example:
-        >>> tree = to_datatree(model, {"mu": mu}, {"lp": lp}, data, batched=False)
-        >>> tree.posterior["mu"].dims
-        ('chain', 'draw')
+        >>> one = {k: np.asarray(v)[None] for k, v in model.prepare(data).items()}  # 1 dataset
+        >>> draws = {"mu": np.zeros((1, 2, 50)), "theta": np.zeros((1, 2, 50, 8))}
+        >>> tree = to_datatree(model, draws, {"lp": np.zeros((1, 2, 50))}, one, batched=False)
+        >>> tree.posterior["theta"].dims
+        ('chain', 'draw', 'school')
     """
     attrs = dict(attrs or {})
     dims, coords = model.param_dims, model.coords

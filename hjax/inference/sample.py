@@ -7,7 +7,6 @@ import time
 import warnings
 from collections.abc import Mapping, Sequence
 from functools import partial
-from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -18,6 +17,7 @@ from jaxtyping import PRNGKeyArray
 from hjax.inference import diagnostics
 from hjax.inference.batching import Layout, as_batch, map_chunks, shared_columns
 from hjax.inference.chunks import ChunkOutput, Program, Runtime, run_chunk
+from hjax.inference.escalation import Run, attempt_key, escalate
 from hjax.inference.init import explain_nonfinite
 from hjax.inference.keys import as_key, sampling_key
 from hjax.inference.progress import progress_bar
@@ -42,9 +42,11 @@ def _report_init_failures(model, out, data, batched: bool) -> None:
     more = f"\n  ... and {len(failed) - 5} more" if len(failed) > 5 else ""
     message = (
         f"No finite starting point after {out.init_tries.max()} draws for "
-        f"{len(failed)} chain(s):\n" + "\n".join(lines) + more + "\nCheck the priors' supports "
-        "and the data; a smaller init_radius keeps starts nearer 0 in unconstrained space, and "
-        "init='prior' starts from prior draws (e.g. a non-decision time below the RTs)."
+        f"{len(failed)} chain(s) (uniform draws, then prior draws, then prior draws moved "
+        "inside the bounds the likelihood declares):\n" + "\n".join(lines) + more
+        + "\nCheck the priors' supports and the data; a custom likelihood whose parameters the "
+        "data bound (a shift below every RT) declares it: hj.Custom(..., bounds={'shift': "
+        "hj.Below('rt')})."
     )
     if not batched:
         raise RuntimeError(message)
@@ -109,30 +111,37 @@ def sample(
     Example:
         >>> model, design = hj.catalog.eight_schools()
         >>> data = design | {"y": np.array([28.0, 8, -3, 7, -1, 1, 18, 12])}
-        >>> result = hj.sample(model, data, key=0, chains=2, warmup=200, draws=100, warn=False)
-        >>> result.posterior["mu"].shape
-        (2, 100)
+        >>> result = hj.sample(model, data, key=0, chains=2, warmup=100, draws=50, warn=False)
+        >>> result.posterior["theta"].dims, result.posterior["theta"].shape
+        (('chain', 'draw', 'school'), (2, 50, 8))
     """
     settings = validated(FitSettings, "hj.sample", settings, **options)
     key = as_key(key)
     progress = sys.stderr.isatty() if progress is None else bool(progress)
     batch, batched = as_batch(model, data)
-    run = _run(model, settings, batch, key, progress, first_dataset)
     host_data = {k: np.asarray(v) for k, v in batch.items()}
+    index = first_dataset + np.arange(next(iter(batch.values())).shape[0])
+
+    def fit(attempt_settings: FitSettings, rows: np.ndarray, attempt: int) -> Run:
+        return _run(model, attempt_settings, {k: v[rows] for k, v in batch.items()},
+                    attempt_key(key, attempt), progress, index[rows])
+
+    def diagnose(run: Run, rows: np.ndarray) -> xr.Dataset:
+        rows_data = {k: v[rows] for k, v in host_data.items()}
+        return diagnostics.diagnose(_to_tree(model, settings, run, rows_data, batched=True))
+
+    run, attempts = escalate(settings, len(index), fit, diagnose)
     _report_init_failures(model, run.out, host_data, batched)
-    tree = _to_tree(model, settings, run, host_data, batched)
+    tree = _to_tree(model, settings, run, host_data, batched, attempts)
     if warn:
         diagnostics.warn_problems(tree)
     return tree
 
 
-class _Run(NamedTuple):
-    out: ChunkOutput
-    attrs: dict
-
-
-def _run(model, settings: FitSettings, batch, key, progress: bool, first_dataset: int) -> _Run:
-    """Fit every dataset of `batch` chunk by chunk; the outputs and the run's attrs."""
+def _run(model, settings: FitSettings, batch, key, progress: bool,
+         dataset_index: np.ndarray) -> Run:
+    """Fit every dataset of `batch` chunk by chunk (dataset b as `dataset_index[b]`); the
+    outputs and the run's attrs."""
     n_datasets = next(iter(batch.values())).shape[0]
     sampler = sampler_for(settings)
     # An explicit batch_size is kept even above the number of datasets (padding), so that the
@@ -145,6 +154,7 @@ def _run(model, settings: FitSettings, batch, key, progress: bool, first_dataset
                       settings.max_tree_depth, settings.init, progress)
     runtime = Runtime.of(warmup, settings.target_accept, settings.init_radius)
     chain_key, shared = sampling_key(key), shared_columns(batch)
+    global_index = jnp.asarray(dataset_index, jnp.int32)
     compile_seconds = 0.0
     total = sampler.progress_total(n_datasets, settings.chains, layout, warmup + settings.draws)
     start = time.perf_counter()
@@ -159,7 +169,7 @@ def _run(model, settings: FitSettings, batch, key, progress: bool, first_dataset
         def fit(index, valid, chunk):
             nonlocal compile_seconds
             varying = {k: v for k, v in chunk.items() if k not in shared}
-            out, seconds = run_chunk(model, program, chain_key, index + first_dataset, valid,
+            out, seconds = run_chunk(model, program, chain_key, global_index[index], valid,
                                      varying, shared, runtime)
             compile_seconds += seconds
             return out
@@ -167,7 +177,7 @@ def _run(model, settings: FitSettings, batch, key, progress: bool, first_dataset
         out = map_chunks(fit, batch, layout.size, on_chunk)
         jax.effects_barrier()
     elapsed = time.perf_counter() - start
-    return _Run(out, _attrs(settings, sampler.attrs(layout), layout, out, warmup,
+    return Run(out, _attrs(settings, sampler.attrs(layout), layout, out, warmup,
                             elapsed - compile_seconds, compile_seconds))
 
 
@@ -184,12 +194,14 @@ def _attrs(settings: FitSettings, sampler_attrs: dict, layout: Layout, out: Chun
         "devices": layout.devices, "sampling_time": sampling_time,
         "compile_time": compile_time,
         "grad_evals": useful + int(out.warm_start_grad_evals.sum()),
+        "grad_evals_warm_start": int(out.warm_start_grad_evals.sum()),
         "grad_evals_executed": executed,
         "lockstep_efficiency": useful / executed if executed else 1.0,
     }
 
 
-def _to_tree(model, settings: FitSettings, run: _Run, host_data, batched: bool) -> xr.DataTree:
+def _to_tree(model, settings: FitSettings, run: Run, host_data, batched: bool,
+             attempts: xr.Dataset | None = None) -> xr.DataTree:
     out, attrs = run
     stats = {name: getattr(out.stats, name) for name in STAT_NAMES}
     warmup_stats = (None if out.warmup_stats is None
@@ -206,6 +218,8 @@ def _to_tree(model, settings: FitSettings, run: _Run, host_data, batched: bool) 
         "inverse_mass_matrix": (lead + mass_dims, pick(out.inverse_mass_matrix)),
         "warm_start_grad_evals": (lead[:-1], pick(out.warm_start_grad_evals)),
     }, attrs=attrs)
+    if attempts is not None:
+        fit_stats = fit_stats.merge(attempts if batched else attempts.isel(dataset=0))
     tree["fit_stats"] = xr.DataTree(fit_stats)
     return tree
 

@@ -53,8 +53,11 @@ def advi(
     density does not end the fit.
 
     Example:
-        >>> ws = advi(key, lambda p: model.logdensity(p, data), model.init(key), chains=4)
-        >>> ws.inverse_mass_matrix.shape  # one variance per unconstrained value
+        >>> prepared = model.prepare(data)
+        >>> key = jax.random.key(0)
+        >>> ws = advi(key, lambda p: model.logdensity(p, prepared), model.init(key), chains=4)
+        >>> ws.positions["theta_z"].shape, ws.inverse_mass_matrix.shape  # a variance per value
+        ((4, 8), (10,))
     """
     flat, unravel = ravel_pytree(position)
     key_fit, key_draw = jax.random.split(key)
@@ -103,7 +106,12 @@ def pathfinder(
     density-only ELBO evaluations, so it is a lower bound.
 
     Example:
-        >>> ws = pathfinder(key, lambda p: model.logdensity(p, data), model.init(key), chains=4)
+        >>> def logdensity_fn(p):  # N(3, 1) in each of two values
+        ...     return -0.5 * jnp.sum((p["x"] - 3.0) ** 2)
+        >>> fit = jax.jit(lambda key: pathfinder(key, logdensity_fn, {"x": jnp.zeros(2)}, 4))
+        >>> ws = fit(jax.random.key(0))  # compiled, as inside hj.sample
+        >>> ws.positions["x"].shape, ws.inverse_mass_matrix.round(2)
+        ((4, 2), Array([1., 1.], dtype=float32))
     """
     key_fit, key_draw = jax.random.split(key)
     state, info = bj_pathfinder.approximate(key_fit, logdensity_fn, position, num_samples,
@@ -124,7 +132,15 @@ def warm_start(
     """Run `method` ("advi" or "pathfinder") with its defaults.
 
     Example:
-        >>> ws = warm_start("advi", key, logdensity_fn, position, chains=4)
+        >>> def logdensity_fn(p):
+        ...     return -0.5 * jnp.sum((p["x"] - 3.0) ** 2)
+        >>> ws = warm_start("advi", jax.random.key(0), logdensity_fn, {"x": jnp.zeros(2)}, 4)
+        >>> ws.positions["x"].shape
+        (4, 2)
+        >>> warm_start("laplace", jax.random.key(0), logdensity_fn, {"x": jnp.zeros(2)}, 4)
+        Traceback (most recent call last):
+        ...
+        ValueError: Expected init to be None or one of ('advi', 'pathfinder'); got 'laplace'.
     """
     if method == "advi":
         return advi(key, logdensity_fn, position, chains)

@@ -26,7 +26,7 @@ class Support(eqx.Module):
     """A set of values a likelihood slot accepts or a data column may hold.
 
     Example:
-        >>> C.counts.check(np.array([3.0, 2.5]))
+        >>> counts.check(np.array([3.0, 2.5]))  # the Support of a Binomial's trials
         array([ True, False])
     """
 
@@ -51,7 +51,9 @@ class Constraint(Support):
     """The support of a parameter: also knows its bijector and its unconstrained shape.
 
     Example:
-        >>> y, log_det = hj.Positive().bijector().forward_and_log_det(jnp.zeros(3))
+        >>> y, log_det = hj.Positive().bijector().forward_and_log_det(jnp.array([0.0, 1.0]))
+        >>> y.round(2), log_det  # y = exp(x), log |dy/dx| = x
+        (Array([1.  , 2.72], dtype=float32), Array([0., 1.], dtype=float32))
     """
 
     @abc.abstractmethod
@@ -63,7 +65,12 @@ class Constraint(Support):
 
 
 class Real(Constraint):
-    """The real line. Example: `hj.Real().contains(hj.Positive())` is True."""
+    """The real line.
+
+    Example:
+        >>> hj.Real().contains(hj.Positive())  # a positive value is a real one
+        True
+    """
 
     def bijector(self):
         return distrax.Lambda(
@@ -81,7 +88,12 @@ class Real(Constraint):
 
 
 class Positive(Constraint):
-    """(0, inf), reached by exp as in Stan. Example: `hj.Positive().check(np.array([1., 0.]))`."""
+    """(0, inf), reached by exp as in Stan.
+
+    Example:
+        >>> hj.Positive().check(np.array([1.0, 0.0]))
+        array([ True, False])
+    """
 
     def bijector(self):
         return distrax.Lambda(
@@ -103,7 +115,13 @@ class Positive(Constraint):
 
 
 class Interval(Constraint):
-    """(low, high), reached by a scaled logistic sigmoid. Example: `hj.Interval(0.1, 2.0)`."""
+    """(low, high), reached by a scaled logistic sigmoid.
+
+    Example:
+        >>> y = hj.Interval(0.1, 2.0).bijector().forward(jnp.array([-10.0, 0.0, 10.0]))
+        >>> [round(float(v), 2) for v in y]
+        [0.1, 1.05, 2.0]
+    """
 
     low: float = 0.0
     high: float = 1.0
@@ -150,7 +168,11 @@ class Counts(Support):
     """Positive whole numbers (trials of a Binomial, trials per SDT row): data, never sampled.
 
     Example:
-        >>> hj.Binomial(logit_p=hj.Fixed("b"), trials=hj.Data("n"))  # data['n'] checked
+        >>> lik = hj.Binomial(logit_p=hj.Fixed("b"), trials=hj.Data("n"))
+        >>> hj.Model(lik, coords={}).prepare({"y": np.array([1, 2]), "n": np.array([5, 2.5])})
+        Traceback (most recent call last):
+        ...
+        ValueError: data['n'] must be positive whole numbers for Binomial.trials; rows [1] ...
     """
 
     def check(self, values):

@@ -25,9 +25,10 @@ def encode(raw: Mapping, groups) -> tuple[dict, dict[str, tuple]]:
     Labels are sorted, so the same labels always get the same indices.
 
     Example:
-        >>> data, coords = hj.encode({"y": y, "participant": ["p3", "p1", "p3"]}, ["participant"])
-        >>> coords
-        {'participant': ('p1', 'p3')}
+        >>> raw = {"y": np.array([0.5, 1.2, 0.3]), "participant": ["p3", "p1", "p3"]}
+        >>> data, coords = hj.encode(raw, ["participant"])
+        >>> data["participant"], coords
+        (array([1, 0, 1], dtype=int32), {'participant': ('p1', 'p3')})
     """
     data, coords = dict(raw), {}
     for group in groups:
@@ -40,7 +41,12 @@ def encode(raw: Mapping, groups) -> tuple[dict, dict[str, tuple]]:
 
 
 def preview(values, limit=5) -> str:
-    """The first values of a list for an error message. Example: `preview([1, 2])` is '[1, 2]'."""
+    """The first values of a list for an error message.
+
+    Example:
+        >>> preview(list(range(8)))
+        '[0, 1, 2, 3, 4, ... (8 in all)]'
+    """
     values = values.tolist() if isinstance(values, np.ndarray) else list(values)
     more = f", ... ({len(values)} in all)" if len(values) > limit else ""
     return "[" + ", ".join(map(repr, values[:limit])) + more + "]"

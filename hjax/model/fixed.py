@@ -26,6 +26,8 @@ class Fixed(Term):
     Example:
         >>> b0 = hj.Fixed("b0", hj.Normal(0, 5))
         >>> slope = hj.Fixed("b_age", hj.Normal(0, 1), predictors="age")
+        >>> print(b0 + slope)
+        b0 + b_age * age
     """
 
     name: str = eqx.field(static=True)

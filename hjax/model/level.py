@@ -264,6 +264,8 @@ class Level(AbstractLevel):
     Example:
         >>> alpha = hj.Level("alpha", group="participant", scale=hj.HalfNormal(1.0))
         >>> ab = hj.Level("ab", "participant", predictors=("1", "x"), corr=hj.LKJCholesky(2, 2.0))
+        >>> hj.Model(hj.Gaussian(mu=ab, sigma=1.0), coords={"participant": 3}).param_dims
+        {'ab_sd': ('ab_coef',), 'ab': ('participant', 'ab_coef'), 'ab_corr': ('ab_pair',)}
     """
 
     name: str = eqx.field(static=True)
@@ -322,6 +324,11 @@ class Nested(AbstractLevel):
     Example:
         >>> school = hj.Level("school", "school", loc=hj.Fixed("mu"), scale=hj.HalfNormal(1))
         >>> klass = hj.Nested("class", "class", parent=school, scale=hj.HalfNormal(1))
+        >>> model = hj.Model(hj.Gaussian(mu=klass, sigma=1.0), coords={"school": 2, "class": 4})
+        >>> data = model.prepare({"y": np.zeros(5), "school": [0, 0, 1, 1, 1],
+        ...                       "class": [0, 1, 2, 3, 3]})
+        >>> data["class_in_school"]  # each class's school
+        Array([0, 0, 1, 1], dtype=int32)
     """
 
     name: str = eqx.field(static=True)
@@ -373,6 +380,13 @@ class Crossed(AbstractSum):
         >>> d = hj.Crossed(hj.Level("alpha", "participant"),
         ...                hj.Level("gamma", "item", loc=hj.Fixed("zeta0") + hj.Fixed(
         ...                    "zeta1", predictors="brightness")))
+        >>> print(d)
+        alpha[participant] + gamma[item]
+        >>> hj.Crossed(hj.Level("alpha", "participant", loc=hj.Fixed("mu")),
+        ...            hj.Level("gamma", "item", loc=hj.Fixed("zeta0")))
+        Traceback (most recent call last):
+        ...
+        ValueError: Crossed: levels ['alpha', 'gamma'] each have a population mean with ...
     """
 
     levels: tuple[AbstractLevel, ...]

@@ -3,6 +3,7 @@
 # No `from __future__ import annotations`: equinox reads AbstractClassVar annotations at runtime.
 import abc
 from collections.abc import Callable, Mapping
+from typing import NamedTuple
 
 import equinox as eqx
 import jax
@@ -19,6 +20,41 @@ from hjax.model.terms import Const, Data, Term, as_term
 
 def _term_field(**kwargs):
     return eqx.field(converter=as_term, **kwargs)
+
+
+class Below(NamedTuple):
+    """A bound the data put on a parameter slot, row by row: the slot's value must stay below
+    `data[key]` (a non-decision time below each response time). Starts that break it have
+    zero likelihood; the start search moves them inside with room `margin` (a fraction of the
+    data's value).
+
+    Example:
+        >>> hj.Below("rt", margin=0.0).excess(jnp.array([0.25, 0.75]), jnp.array([0.5, 0.5]))
+        Array([0.  , 0.25], dtype=float32)
+    """
+
+    key: str
+    margin: float = 0.1
+
+    def excess(self, value: Array, data: Array) -> Array:
+        """How far each value is above the bound less its margin (0 where inside)."""
+        return jax.nn.relu(value - (data - self.margin * jnp.abs(data)))
+
+
+class Above(NamedTuple):
+    """The mirror of `Below`: the slot's value must stay above `data[key]`, row by row.
+
+    Example:
+        >>> hj.Above("floor").excess(jnp.array([1.0]), jnp.array([2.0]))
+        Array([1.2], dtype=float32)
+    """
+
+    key: str
+    margin: float = 0.1
+
+    def excess(self, value: Array, data: Array) -> Array:
+        """How far each value is below the bound plus its margin (0 where inside)."""
+        return jax.nn.relu(data + self.margin * jnp.abs(data) - value)
 
 
 class Likelihood(eqx.Module):
@@ -60,6 +96,11 @@ class Likelihood(eqx.Module):
     def check_observed(self, name: str, values: np.ndarray) -> str | None:
         """Describe what is wrong with observed values (host check), or None."""
         return None
+
+    def data_bounds(self) -> dict[str, Below | Above]:
+        """Bounds the data put on parameter slots (slot -> `Below` / `Above`): where broken, an
+        observation has zero likelihood. The start search keeps chains inside them."""
+        return {}
 
     def check_columns(self, data: Mapping[str, np.ndarray]) -> str | None:
         """Describe what is wrong across host columns (e.g. more successes than trials), or None.
@@ -110,7 +151,11 @@ class Gaussian(Likelihood):
     """y ~ Normal(mu, sigma) (named Gaussian, as in brms, to keep `hj.Normal` for the prior).
 
     Example:
-        >>> lik = hj.Gaussian(mu=b0 + alpha, sigma=hj.Fixed("sigma", hj.HalfNormal(1.0)))
+        >>> mu = hj.Fixed("b0") + hj.Level("alpha", "participant")
+        >>> print(hj.Gaussian(mu=mu, sigma=hj.Fixed("sigma", hj.HalfNormal(1.0))))
+        Gaussian likelihood on y
+          mu = b0 + alpha[participant]
+          sigma = sigma
     """
 
     mu: Term = _term_field()
@@ -128,7 +173,13 @@ class Gaussian(Likelihood):
 
 
 class BernoulliLogit(Likelihood):
-    """y in {0, 1} with P(y = 1) = logistic(logit_p). Example: `hj.BernoulliLogit(theta - b)`."""
+    """y in {0, 1} with P(y = 1) = logistic(logit_p).
+
+    Example:
+        >>> print(hj.BernoulliLogit(hj.Fixed("b0") + hj.Level("u", "group")))
+        BernoulliLogit likelihood on y
+          logit_p = b0 + u[group]
+    """
 
     logit_p: Term = _term_field()
     y: str = eqx.field(static=True, default="y")
@@ -153,6 +204,10 @@ class Binomial(Likelihood):
     Example:
         >>> lik = hj.Binomial(logit_p=hj.Level("h", "hospital", loc=hj.Fixed("mu")),
         ...                   trials=hj.Data("n"))
+        >>> print(lik)
+        Binomial likelihood on y
+          logit_p = h[hospital]
+          trials = data[n]
     """
 
     logit_p: Term = _term_field()
@@ -180,7 +235,13 @@ class Binomial(Likelihood):
 
 
 class Poisson(Likelihood):
-    """Counts y ~ Poisson(exp(log_rate)). Example: `hj.Poisson(log_rate=b0 + u)`."""
+    """Counts y ~ Poisson(exp(log_rate)).
+
+    Example:
+        >>> print(hj.Poisson(log_rate=hj.Fixed("b0") + hj.Level("u", "group")))
+        Poisson likelihood on y
+          log_rate = b0 + u[group]
+    """
 
     log_rate: Term = _term_field()
     y: str = eqx.field(static=True, default="y")
@@ -204,13 +265,20 @@ class Custom(Likelihood):
     `log_prob(**observed, **params)` returns one log density per observation; `sample(key,
     **params)` (optional, needed by `simulate`) returns a dict of observed arrays. `params` maps
     each parameter to a term, so any of them can be hierarchical; `supports` states a
-    parameter's support (default real) so that priors and links are checked.
+    parameter's support (default real) so that priors and links are checked; `bounds` states
+    the bounds the data put on a parameter (`{"shift": hj.Below("rt")}`: a shift below every
+    response time), which the start search respects.
 
     Example:
         >>> def gumbel_lpdf(y, loc, scale):
         ...     z = (y - loc) / scale
         ...     return -jnp.log(scale) - z - jnp.exp(-z)
-        >>> lik = hj.Custom(gumbel_lpdf, params={"loc": b0 + alpha, "scale": 1.0})
+        >>> lik = hj.Custom(gumbel_lpdf,
+        ...                 params={"loc": hj.Fixed("b0") + hj.Level("u", "group"), "scale": 1.0})
+        >>> print(lik)
+        Custom likelihood gumbel_lpdf on y
+          loc = b0 + u[group]
+          scale = 1
     """
 
     fn: Callable[..., Float[Array, " n"]] = eqx.field(static=True)
@@ -219,14 +287,26 @@ class Custom(Likelihood):
     sampler: Callable[..., dict[str, Array]] | None = eqx.field(static=True, default=None)
     keys: tuple[str, ...] = eqx.field(static=True, default=("y",))
     supports: tuple[tuple[str, C.Support], ...] = eqx.field(static=True, default=())
+    bounds: tuple[tuple[str, Below | Above], ...] = eqx.field(static=True, default=())
 
-    def __init__(self, log_prob, params, *, sample=None, observed=("y",), supports=None):
+    def __init__(self, log_prob, params, *, sample=None, observed=("y",), supports=None,
+                 bounds=None):
         self.fn = log_prob
         self.names = tuple(params)
         self.slots = tuple(as_term(term) for term in params.values())
         self.sampler = sample
         self.keys = (observed,) if isinstance(observed, str) else tuple(observed)
         self.supports = tuple((supports or {}).items())
+        self.bounds = tuple((bounds or {}).items())
+
+    def __check_init__(self):
+        for name, bound in self.bounds:
+            if name not in self.names or not isinstance(bound, Below | Above):
+                raise ValueError(f"Custom bounds: {name!r} -> {bound!r}; expected a parameter "
+                                 f"of {list(self.names)} -> hj.Below(key) or hj.Above(key).")
+
+    def data_bounds(self):
+        return dict(self.bounds)
 
     @property
     def parameters(self):

@@ -70,8 +70,22 @@ class Model(eqx.Module):
         ...               sigma=hj.Data("sigma")),
         ...     coords={"school": 8},
         ... )
-        >>> data = model.prepare({"y": y, "sigma": sigma, "school": np.arange(8)})
+        >>> print(model)
+        hjax Model
+        Gaussian likelihood on y
+          mu = theta[school]
+          sigma = data[sigma]
+        groups: school (8)
+        parameters (10 unconstrained values):
+          theta_sd  scalar   positive       ~ HalfCauchy(5)
+          theta_z   8        real           ~ Normal(0, 1), non-centered Normal(mu, theta_sd)
+          mu        scalar   real           ~ Normal(0, 5)
+        >>> data = model.prepare({"y": np.array([28.0, 8, -3, 7, -1, 1, 18, 12]),
+        ...                       "sigma": np.array([15.0, 10, 16, 11, 9, 11, 10, 18]),
+        ...                       "school": np.arange(8)})
         >>> lp = jax.jit(model.logdensity)(model.init(jax.random.key(0)), data)
+        >>> lp.shape, bool(jnp.isfinite(lp))
+        ((), True)
     """
 
     likelihood: Likelihood
@@ -176,6 +190,24 @@ class Model(eqx.Module):
 
     def _observed(self, data) -> dict[str, Array]:
         return {arg: data[key] for arg, key in self.likelihood.observed_keys().items()}
+
+    def bound_violation(self, position: Position, data: dict[str, Array]) -> Float[Array, ""]:
+        """How far the slots are outside the bounds the data put on them (the likelihood's
+        `data_bounds`, with their margins): a sum of squares, 0 inside. The start search
+        descends it to put chains where every observation has a likelihood.
+
+        Example:
+            >>> model.bound_violation(model.init(jax.random.key(0)), model.prepare(data))
+            Array(0., dtype=float32)
+        """
+        bounds = self.likelihood.data_bounds()
+        total = jnp.zeros(())
+        if not bounds:
+            return total
+        values = self._slot_values(self._to_constrained(position)[0], data)
+        for slot, bound in bounds.items():
+            total += jnp.sum(bound.excess(values[slot], data[bound.key]) ** 2)
+        return total
 
     def log_likelihood(self, position: Position, data: dict[str, Array]) -> Float[Array, " n"]:
         """Log likelihood of each observation (for LOO / WAIC)."""

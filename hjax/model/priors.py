@@ -98,7 +98,12 @@ class AbstractSymmetric(Prior):
 
 
 class Normal(AbstractSymmetric):
-    """Normal(loc, scale). Example: `hj.Normal(0.0, 5.0)`."""
+    """Normal(loc, scale).
+
+    Example:
+        >>> hj.Normal(0.0, 5.0)
+        Normal(loc=0.0, scale=5.0)
+    """
 
     loc: float = 0.0
     scale: float = 1.0
@@ -112,7 +117,12 @@ class Normal(AbstractSymmetric):
 
 
 class HalfNormal(AbstractSymmetric):
-    """|Normal(0, scale)| on (0, inf). Example: `hj.HalfNormal(1.0)`."""
+    """|Normal(0, scale)| on (0, inf).
+
+    Example:
+        >>> hj.HalfNormal(1.0)
+        HalfNormal(scale=1.0)
+    """
 
     scale: float = 1.0
     loc = 0.0
@@ -121,7 +131,12 @@ class HalfNormal(AbstractSymmetric):
 
 
 class StudentT(AbstractSymmetric):
-    """Student-t(df, loc, scale). Example: `hj.StudentT(3.0, 0.0, 2.5)`."""
+    """Student-t(df, loc, scale).
+
+    Example:
+        >>> hj.StudentT(3.0, 0.0, 2.5)
+        StudentT(df=3.0, loc=0.0, scale=2.5)
+    """
 
     df: float = 3.0
     loc: float = 0.0
@@ -137,7 +152,12 @@ class StudentT(AbstractSymmetric):
 
 
 class HalfStudentT(AbstractSymmetric):
-    """|Student-t(df, 0, scale)| on (0, inf). Example: `hj.HalfStudentT(3.0, 1.0)`."""
+    """|Student-t(df, 0, scale)| on (0, inf).
+
+    Example:
+        >>> hj.HalfStudentT(3.0, 1.0)
+        HalfStudentT(df=3.0, scale=1.0)
+    """
 
     df: float = 3.0
     scale: float = 1.0
@@ -148,7 +168,12 @@ class HalfStudentT(AbstractSymmetric):
 
 
 class Cauchy(AbstractSymmetric):
-    """Cauchy(loc, scale). Example: `hj.Cauchy(0.0, 2.5)`."""
+    """Cauchy(loc, scale).
+
+    Example:
+        >>> hj.Cauchy(0.0, 2.5)
+        Cauchy(loc=0.0, scale=2.5)
+    """
 
     loc: float = 0.0
     scale: float = 1.0
@@ -162,7 +187,12 @@ class Cauchy(AbstractSymmetric):
 
 
 class HalfCauchy(AbstractSymmetric):
-    """|Cauchy(0, scale)| on (0, inf). Example: `hj.HalfCauchy(5.0)`."""
+    """|Cauchy(0, scale)| on (0, inf).
+
+    Example:
+        >>> hj.HalfCauchy(5.0)
+        HalfCauchy(scale=5.0)
+    """
 
     scale: float = 1.0
     loc = 0.0
@@ -171,7 +201,12 @@ class HalfCauchy(AbstractSymmetric):
 
 
 class Exponential(Prior):
-    """Exponential(rate) on (0, inf). Example: `hj.Exponential(1.0)`."""
+    """Exponential(rate) on (0, inf).
+
+    Example:
+        >>> hj.Exponential(1.0)
+        Exponential(rate=1.0)
+    """
 
     rate: float = 1.0
     support = C.positive
@@ -185,7 +220,12 @@ class Exponential(Prior):
 
 
 class Gamma(Prior):
-    """Gamma(shape, rate) on (0, inf). Example: `hj.Gamma(2.0, 1.0)`."""
+    """Gamma(shape, rate) on (0, inf).
+
+    Example:
+        >>> hj.Gamma(2.0, 1.0)
+        Gamma(concentration=2.0, rate=1.0)
+    """
 
     concentration: float = 1.0
     rate: float = 1.0
@@ -200,7 +240,12 @@ class Gamma(Prior):
 
 
 class LogNormal(Prior):
-    """exp(Normal(loc, scale)) on (0, inf). Example: `hj.LogNormal(0.0, 1.0)`."""
+    """exp(Normal(loc, scale)) on (0, inf).
+
+    Example:
+        >>> hj.LogNormal(0.0, 1.0)
+        LogNormal(loc=0.0, scale=1.0)
+    """
 
     loc: float = 0.0
     scale: float = 1.0
@@ -215,7 +260,12 @@ class LogNormal(Prior):
 
 
 class Beta(Prior):
-    """Beta(a, b) on (0, 1). Example: `hj.Beta(2.0, 2.0)`."""
+    """Beta(a, b) on (0, 1).
+
+    Example:
+        >>> hj.Beta(2.0, 2.0)
+        Beta(a=2.0, b=2.0)
+    """
 
     a: float = 1.0
     b: float = 1.0
@@ -230,7 +280,12 @@ class Beta(Prior):
 
 
 class Uniform(Prior):
-    """Uniform(low, high). Example: `hj.Uniform(0.1, 1.0)` for a non-decision time."""
+    """Uniform(low, high).
+
+    Example:
+        >>> hj.Uniform(0.1, 1.0)  # e.g. for a non-decision time
+        Uniform(low=0.1, high=1.0)
+    """
 
     low: float = 0.0
     high: float = 1.0
@@ -258,6 +313,9 @@ class LKJCholesky(Prior):
 
     Example:
         >>> prior = hj.LKJCholesky(dim=2, eta=2.0)
+        >>> L = jnp.array([[1.0, 0.0], [0.6, 0.8]])  # the Cholesky factor of correlation 0.6
+        >>> bool(prior.log_prob(L) < prior.log_prob(jnp.eye(2)))  # eta > 1 favours none
+        True
     """
 
     dim: int = eqx.field(static=True, default=2)

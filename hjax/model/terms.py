@@ -54,7 +54,9 @@ class Term(eqx.Module):
     describe a term with no parameters, no data and real values.
 
     Example:
-        >>> mu = hj.Fixed("b0") + hj.Level("u", "group")  # a Sum of two terms
+        >>> mu = hj.Fixed("b0") + hj.Level("u", "group")
+        >>> type(mu).__name__, str(mu)
+        ('Sum', 'b0 + u[group]')
     """
 
     def children(self) -> tuple["Term", ...]:
@@ -117,13 +119,18 @@ class Term(eqx.Module):
 def key_for(key: PRNGKeyArray, name: str) -> PRNGKeyArray:
     """A key for parameter `name` that does not depend on the order of the tree walk.
 
-    Example: `key_for(key, "b0")` is the same key wherever `Fixed("b0")` sits in the model.
+    So `key_for(key, "b0")` is the same key wherever `Fixed("b0")` sits in the model.
     """
     return jax.random.fold_in(key, zlib.crc32(name.encode()))
 
 
 class Const(Term):
-    """A fixed number. Example: `hj.Gaussian(mu=..., sigma=1.0)` turns 1.0 into `Const(1.0)`."""
+    """A fixed number; a number given for a term becomes one.
+
+    Example:
+        >>> hj.Gaussian(mu=hj.Fixed("b0"), sigma=1.0).sigma
+        Const(value=1.0)
+    """
 
     value: float
 
@@ -139,7 +146,14 @@ class Const(Term):
 
 
 class Data(Term):
-    """A data column used as is (e.g. known measurement sds). Example: `hj.Data("sigma")`."""
+    """A data column used as is (e.g. known measurement sds).
+
+    Example:
+        >>> print(hj.Gaussian(mu=hj.Fixed("b0"), sigma=hj.Data("sigma")))
+        Gaussian likelihood on y
+          mu = b0
+          sigma = data[sigma]
+    """
 
     key: str
 
@@ -191,7 +205,13 @@ class Sum(AbstractSum):
     """Terms added into one predictor; at most one may carry an intercept (identification).
 
     Example:
-        >>> mu = hj.Sum([hj.Fixed("b0"), hj.Level("u", "group")])  # same as Fixed + Level
+        >>> mu = hj.Sum([hj.Fixed("b0"), hj.Level("u", "group")])
+        >>> mu == hj.Fixed("b0") + hj.Level("u", "group")
+        True
+        >>> hj.Fixed("b0") + hj.Fixed("b1")
+        Traceback (most recent call last):
+        ...
+        ValueError: 'b0' and 'b1' each carry an intercept (a free overall mean), so only ...
     """
 
     terms: tuple[Term, ...]
@@ -246,22 +266,42 @@ class Link(Term):
 
 
 def exp(term: Term) -> Link:
-    """exp(term): a positive parameter from a linear predictor. Example: `hj.exp(b + u)`."""
+    """exp(term): a positive parameter from a linear predictor.
+
+    Example:
+        >>> print(hj.exp(hj.Fixed("b") + hj.Level("u", "group")))
+        exp(b + u[group])
+    """
     return Link(as_term(term), "exp")
 
 
 def softplus(term: Term) -> Link:
-    """softplus(term): a positive parameter from a predictor. Example: `hj.softplus(b + u)`."""
+    """softplus(term): a positive parameter from a predictor.
+
+    Example:
+        >>> print(hj.softplus(hj.Fixed("b") + hj.Level("u", "group")))
+        softplus(b + u[group])
+    """
     return Link(as_term(term), "softplus")
 
 
 def inv_logit(term: Term) -> Link:
-    """logistic(term): a parameter in (0, 1) from a linear predictor. Example: `hj.inv_logit(b)`."""
+    """logistic(term): a parameter in (0, 1) from a linear predictor.
+
+    Example:
+        >>> print(hj.inv_logit(hj.Fixed("b")))
+        inv_logit(b)
+    """
     return Link(as_term(term), "inv_logit")
 
 
 def as_term(value: Term | float | int) -> Term:
-    """Numbers become `Const`; terms pass through. Example: `as_term(1.0)` is `Const(1.0)`."""
+    """Numbers become `Const`; terms pass through.
+
+    Example:
+        >>> as_term(1), as_term(hj.Data("x"))
+        (Const(value=1.0), Data(key='x'))
+    """
     if isinstance(value, Term):
         return value
     if isinstance(value, numbers.Real) and not isinstance(value, bool):

@@ -231,9 +231,10 @@ def uniformity_test(
         method, alpha and correction in its attrs.
 
     Example:
-        >>> result = uniformity_test(sbc_ranks(posterior, truths))
-        >>> list(result.variable[result.rejected].values)
-        []
+        >>> table = hj.sbc(model, design, n_datasets=8, key=0, chains=2, warmup=100, draws=50)
+        >>> test = hj.uniformity_test(table)
+        >>> test["p_adjusted"].dims, test.variable[test.rejected].values.tolist()
+        (('variable',), [])
     """
     ranks = table["rank"].transpose("dataset", "variable").values
     max_ranks = table["max_rank"].transpose("dataset", "variable").values

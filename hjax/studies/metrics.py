@@ -34,9 +34,10 @@ def recovery_metrics(table: xr.Dataset, *,
         holding the simulated value) and `n` (rows summarized).
 
     Example:
-        >>> metrics = recovery_metrics(table, by="parameter")
-        >>> metrics["rmse"].dims
-        ('parameter',)
+        >>> table = hj.sbc(model, design, n_datasets=8, key=0, chains=2, warmup=100, draws=50)
+        >>> metrics = hj.recovery_metrics(table, by="parameter")
+        >>> metrics["parameter"].values.tolist(), metrics["n"].values.tolist()  # 8 x 8 thetas
+        (['theta_sd', 'mu', 'theta'], [8, 8, 64])
     """
     if by not in ("variable", "parameter"):
         raise ValueError(f"Expected by='variable' or 'parameter'; got {by!r}.")
@@ -77,8 +78,11 @@ def grid_points(table: xr.Dataset, dim: str = "dataset",
         "u_sd = 0.5, b0 = 1". One point labelled "" when no held value varies.
 
     Example:
-        >>> [label for label, _ in grid_points(table)]
-        ['u_sd = 0.2', 'u_sd = 0.5', 'u_sd = 1']
+        >>> table = xr.Dataset(coords={"held_u_sd": ("dataset", [0.2, 0.2, 0.5, 1.0]),
+        ...                            "held_b0": ("dataset", [1.0, 1.0, 1.0, 1.0])})
+        >>> [(label, mask.tolist()) for label, mask in grid_points(table)]
+        [('u_sd = 0.2', [True, True, False, False]), ('u_sd = 0.5', [False, False, True, False]),
+         ('u_sd = 1', [False, False, False, True])]
     """
     held = {str(name)[len("held_"):]: table[name].values for name in table.coords
             if str(name).startswith("held_") and table[name].dims == (dim,)}

@@ -75,7 +75,10 @@ def plot_ecdf_diff(table: xr.Dataset, *, prob: float = 0.95, parameters: list[st
         path: where to save the PNG.
 
     Example:
-        >>> fig = plot_ecdf_diff(table, path="sbc_ecdf.png")
+        >>> table = hj.sbc(model, design, n_datasets=8, key=0, chains=2, warmup=100, draws=50)
+        >>> fig = hj.plot_ecdf_diff(table)  # path="sbc_ecdf.png" saves it
+        >>> [ax.get_title() for ax in fig.axes]
+        ['theta_sd', 'mu', 'theta']
     """
     names = _select(table, "parameter", parameters)
     fig, axes = _panels(len(names), n_cols)
@@ -120,7 +123,10 @@ def plot_rank_hist(table: xr.Dataset, *, bins: int = 20, prob: float = 0.99,
         path: where to save the PNG.
 
     Example:
-        >>> fig = plot_rank_hist(table, variables=["mu", "tau"], path="ranks.png")
+        >>> table = hj.sbc(model, design, n_datasets=8, key=0, chains=2, warmup=100, draws=50)
+        >>> fig = hj.plot_rank_hist(table, variables=["mu", "theta_sd"])
+        >>> [ax.get_title() for ax in fig.axes]
+        ['mu', 'theta_sd']
     """
     names = _select(table, "variable", variables)
     fig, axes = _panels(len(names), n_cols)
@@ -203,7 +209,11 @@ def plot_recovery(table: xr.Dataset, *, parameters: list[str] | None = None, n_c
         path: where to save the PNG.
 
     Example:
-        >>> fig = plot_recovery(table, path="recovery.png")
+        >>> table = hj.recover(model, design, key=0, grid={"theta_sd": [1.0, 5.0]},
+        ...                    given={"mu": 0.0}, replicates=4, chains=2, warmup=100, draws=50)
+        >>> fig = hj.plot_recovery(table)  # a row of 3 parameters per grid point
+        >>> len(fig.axes)
+        6
     """
     names = _select(table, "parameter", parameters)
     points = grid_points(table)
@@ -300,7 +310,13 @@ def plot_shrinkage(result: xr.Dataset, *, path: str | Path | None = None) -> Fig
         path: where to save the PNG.
 
     Example:
-        >>> fig = plot_shrinkage(shrinkage_table(table), path="shrinkage.png")
+        >>> from hjax.studies.recover import shrinkage_table
+        >>> table = hj.recover(model, design, key=0, grid={"theta_sd": [1.0, 5.0]},
+        ...                    given={"mu": 0.0}, replicates=4, chains=2, warmup=100, draws=50,
+        ...                    shrinkage="theta")
+        >>> fig = hj.plot_shrinkage(shrinkage_table(table))  # two panels per grid point
+        >>> len(fig.axes)
+        4
     """
     points = grid_points(result, dim="group")
     max_size = float(result["group_size"].max())

@@ -150,9 +150,15 @@ def sbc_ranks(
         `covered_50`, `covered_80`, `covered_95` (the central interval holds the simulated value).
 
     Example:
-        >>> table = sbc_ranks(result.posterior.to_dataset(), truths)
-        >>> table["rank"].dims, list(table["variable"].values[:3])
-        (('dataset', 'variable'), ['mu', 'theta[A]', 'theta[B]'])
+        >>> rng = np.random.default_rng(0)
+        >>> posterior = xr.Dataset(  # 3 fits of 2 chains x 50 draws
+        ...     {"theta": (("dataset", "chain", "draw", "group"), rng.normal(size=(3, 2, 50, 2)))},
+        ...     coords={"group": ["A", "B"]})
+        >>> truths = xr.Dataset({"theta": (("dataset", "group"), rng.normal(size=(3, 2)))},
+        ...                     coords={"group": ["A", "B"]})
+        >>> table = sbc_ranks(posterior, truths, thin=1)
+        >>> table["rank"].dims, table["variable"].values.tolist(), int(table["max_rank"].max())
+        (('dataset', 'variable'), ['theta[A]', 'theta[B]'], 100)
     """
     rng = np.random.default_rng(seed)
     if thin is not None and thin < 1:

@@ -77,12 +77,13 @@ def recover(
         shrinkage: the name of a Level whose shrinkage to record.
 
     Example:
-        >>> model, design = hj.catalog.varying_intercept(groups=4, per_group=5)
-        >>> table = hj.recover(model, design, key=0, grid={"u_sd": [0.2, 1.0]},
-        ...                    given={"b0": 0.5, "sigma": 1.0}, replicates=2, chains=2,
-        ...                    warmup=100, draws=100)
-        >>> table.held_u_sd.values.tolist()
-        [0.2, 0.2, 1.0, 1.0]
+        >>> model, design = hj.catalog.eight_schools()
+        >>> table = hj.recover(model, design, key=0, grid={"theta_sd": [1.0, 5.0]},
+        ...                    given={"mu": 0.0}, replicates=4, chains=2, warmup=100, draws=50)
+        >>> table.held_theta_sd.values.tolist()
+        [1.0, 1.0, 1.0, 1.0, 5.0, 5.0, 5.0, 5.0]
+        >>> hj.recovery_metrics(table)["coverage_95"].dims
+        ('variable',)
     """
     settings = validated(StudySettings, "hj.recover", settings, **options)
     truths = recovery_truths(given, grid, replicates)
@@ -131,7 +132,15 @@ def group_means(model, level_name: str):
     the shrinkage the model implies.
 
     Example:
-        >>> table = run_study(model, design, n_datasets=8, key=key, extra=group_means(model, "u"))
+        >>> table = hj.recover(model, design, key=0, given={"mu": 0.0, "theta_sd": 5.0},
+        ...                    replicates=8, chains=2, warmup=100, draws=50,
+        ...                    shrinkage="theta")  # passes on group_means(model, "theta")
+        >>> table["observed_group_mean"].dims, table["posterior_population_mean"].dims
+        (('dataset', 'school'), ('dataset',))
+        >>> group_means(model, "mu")
+        Traceback (most recent call last):
+        ...
+        ValueError: shrinkage needs a Gaussian model with a Level 'mu'.
     """
     level = next((t for t in model.terms() if isinstance(t, Level) and t.name == level_name),
                  None)
@@ -199,7 +208,11 @@ def shrinkage_table(table: xr.Dataset) -> xr.Dataset:
     `source`), for the shrinkage the model implies.
 
     Example:
-        >>> hj.plot_shrinkage(shrinkage_table(table), path="shrinkage.png")
+        >>> table = hj.recover(model, design, key=0, given={"mu": 0.0, "theta_sd": 5.0},
+        ...                    replicates=8, chains=2, warmup=100, draws=50, shrinkage="theta")
+        >>> rows = shrinkage_table(table)  # 8 datasets x 8 schools
+        >>> rows.sizes["group"], rows["shrinkage"].dims
+        (64, ('group',))
     """
     population = table.posterior_population_mean.broadcast_like(table.observed_group_mean)
     per_group = table.observed_group_mean.sizes

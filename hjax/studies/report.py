@@ -8,9 +8,11 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
+from hjax.inference.diagnostics import RHAT_LIMIT
 from hjax.studies.calibration import uniformity_test
 from hjax.studies.metrics import grid_points, recovery_metrics
 from hjax.studies.plots import plot_ecdf_diff, plot_rank_hist, plot_recovery, plot_shrinkage
+from hjax.studies.status import summarize_missing
 
 __all__ = ["write_report"]
 
@@ -61,6 +63,7 @@ def _calibration(table: xr.Dataset, test: xr.Dataset, directory: Path) -> list[s
         per_parameter.append((name, part.sizes["variable"], int(part["rejected"].sum()),
                               _p(part["p_adjusted"].min())))
     lines += _table(["parameter", "variables", "rejected", "smallest adjusted p"], per_parameter)
+    lines += _calibration_of_passing(table, test)
     if test.sizes["variable"] <= MAX_ROWS:
         lines += _table(["variable", "p-value", "adjusted p", "rejected"],
                         [(v, _p(p), _p(q), bool(r)) for v, p, q, r in zip(
@@ -77,6 +80,48 @@ def _calibration(table: xr.Dataset, test: xr.Dataset, directory: Path) -> list[s
         lines += [f"(Rank histograms of the first {MAX_RANK_PANELS} of {len(shown)} variables, "
                   "rejected ones first.)", ""]
     return lines
+
+
+def _calibration_of_passing(table: xr.Dataset, test: xr.Dataset) -> list[str]:
+    """The test over the fits that pass their diagnostics beside the test over all fits:
+    escalation must not hide a miscalibration, and dropping failed fits must not create one."""
+    if "passed" not in table or table["passed"].all() or not table["passed"].any():
+        return []
+    passing = table.isel(dataset=table["passed"].values)
+    again = uniformity_test(passing, alpha=test.attrs.get("alpha", 0.01))
+    rows = []
+    for name in dict.fromkeys(test["parameter"].values):
+        every, some = (t.isel(variable=t["parameter"].values == name) for t in (test, again))
+        rows.append((name, _p(every["p_adjusted"].min()), int(every["rejected"].sum()),
+                     _p(some["p_adjusted"].min()), int(some["rejected"].sum())))
+    return [f"The same test over the {passing.sizes['dataset']} fits that pass their "
+            f"diagnostics (of {table.sizes['dataset']}):", "",
+            *_table(["parameter", "all fits: smallest adjusted p", "rejected",
+                     "passing fits: smallest adjusted p", "rejected"], rows)]
+
+
+def escalation_summary(table: xr.Dataset) -> dict[str, float] | None:
+    """Fractions of fits with problems at their first attempt and after escalation, and how
+    many were refitted and still fail (None when the table has no attempts).
+
+    Example:
+        >>> table = hj.sbc(model, design, n_datasets=8, key=0, chains=2, warmup=100,
+        ...                draws=50, escalation={"attempts": 1})
+        >>> list(escalation_summary(table))  # doctest: +NORMALIZE_WHITESPACE
+        ['refitted', 'still failing', 'divergent before', 'divergent after',
+         'R-hat above 1.01 before', 'R-hat above 1.01 after']
+    """
+    if "attempt_divergences" not in table:
+        return None
+    first = table.isel(attempt=0)
+    return {
+        "refitted": int((table["attempts"] > 1).sum()),
+        "still failing": int((~table["passed"]).sum()),
+        "divergent before": float((first["attempt_divergences"] > 0).mean()),
+        "divergent after": float((table["divergences"] > 0).mean()),
+        "R-hat above 1.01 before": float((~(first["attempt_max_rhat"] <= RHAT_LIMIT)).mean()),
+        "R-hat above 1.01 after": float((~(table["max_rhat"] <= RHAT_LIMIT)).mean()),
+    }
 
 
 def _metric_rows(table: xr.Dataset, by: str,
@@ -153,6 +198,17 @@ def _diagnostics(table: xr.Dataset, diagnostics: xr.Dataset) -> list[str]:
     for key, label, reduce in DIAGNOSTIC_ROWS:
         if key in diagnostics:
             rows.append((label, reduce(diagnostics[key].values)))
+    summary = escalation_summary(table)
+    if summary is not None:
+        attempts = table.sizes["attempt"] - 1
+        rows += [(f"fits refitted with stronger settings (up to {attempts} times)",
+                  summary["refitted"]),
+                 ("fits still failing their diagnostics", summary["still failing"]),
+                 ("share with divergences: first fit / after refits",
+                  f"{summary['divergent before']:.3f} / {summary['divergent after']:.3f}"),
+                 ("share with R-hat > 1.01: first fit / after refits",
+                  f"{summary['R-hat above 1.01 before']:.3f} / "
+                  f"{summary['R-hat above 1.01 after']:.3f}")]
     lines = ["## Fit diagnostics", "", *_table(["", "value"], rows)]
     lines += [f"Failed or divergent fits are kept: all {n} datasets enter the tables above "
               "(dropping them would bias SBC).", ""]
@@ -198,9 +254,12 @@ def write_report(
         The path of report.md.
 
     Example:
-        >>> path = write_report("results/sbc", table, diagnostics=hj.diagnose(result))
-        >>> path.name
-        'report.md'
+        >>> import tempfile
+        >>> table = hj.sbc(model, design, n_datasets=8, key=0, chains=2, warmup=100, draws=50)
+        >>> with tempfile.TemporaryDirectory() as directory:
+        ...     path = hj.write_report(directory, table)
+        ...     sorted(p.name for p in path.parent.iterdir())
+        ['recovery.png', 'report.md', 'sbc_ecdf_diff.png', 'sbc_ranks.png']
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -211,6 +270,9 @@ def write_report(
              f"{table.sizes['dataset']} simulated datasets{_grid_summary(table)}, "
              f"{table.sizes['variable']} scalar quantities "
              f"({', '.join(dict.fromkeys(table['parameter'].values))}).", ""]
+    incomplete = summarize_missing(table)
+    if incomplete:
+        lines += [f"**{incomplete}** Every section below covers the datasets done.", ""]
     if calibration:
         lines += _calibration(table, test, directory)
     lines += _recovery(table, directory)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import os
-import warnings
 from collections.abc import Callable, Mapping
 
 import jax
@@ -29,7 +28,8 @@ from hjax.settings import StudySettings
 from hjax.studies.ranks import sbc_ranks
 from hjax.studies.store import Batch, Store, batches
 
-__all__ = ["parse_shard", "prior_variance", "run_study", "truths_dataset"]
+__all__ = ["combine", "merge_directory", "parse_shard", "prior_variance", "run_study",
+           "truths_dataset"]
 
 PRIOR_DRAWS = 4000  # prior draws behind each parameter's prior variance (contraction)
 
@@ -40,8 +40,9 @@ def truths_dataset(model, truths: Mapping[str, np.ndarray], indices: np.ndarray)
     """Reported parameter values as a Dataset with dims (dataset, *param dims).
 
     Example:
-        >>> truths_dataset(model, {"mu": np.zeros(2)}, np.arange(2))["mu"].dims
-        ('dataset',)
+        >>> truths = {"mu": np.zeros(2), "theta_sd": np.ones(2), "theta": np.zeros((2, 8))}
+        >>> truths_dataset(model, truths, np.arange(2))["theta"].dims
+        ('dataset', 'school')
     """
     coords = model.coords
     variables = {}
@@ -58,7 +59,10 @@ def prior_variance(model, design: dict, key, n: int = PRIOR_DRAWS) -> xr.Dataset
     denominator of posterior contraction, the same for every dataset and batch.
 
     Example:
-        >>> prior_variance(model, model.prepare(design, observed=False), jax.random.key(0))
+        >>> variance = prior_variance(model, model.prepare(design, observed=False),
+        ...                           jax.random.key(0))
+        >>> round(float(variance["mu"]))  # mu ~ Normal(0, 5)
+        25
     """
     def draw(key):
         return model.constrain(model.unconstrain(model.sample_prior(key, design)), design)
@@ -107,10 +111,9 @@ def _manifest(model, fit_model, design, n_datasets, settings, key, given, labels
         "key": np.asarray(jax.random.key_data(key)).tolist(),
         "key_impl": str(jax.random.key_impl(key)),
         "x64": bool(jax.config.jax_enable_x64), "backend": jax.default_backend(),
-        # The compiled arithmetic depends on the lanes (or the vmap width): another layout
-        # gives other, equally valid, draws.
-        "layout": {"lanes": layout.lanes, "vectorize": layout.vectorized
-                   if settings.sampler == "blackjax" else None},
+        # The compiled arithmetic depends on the layout (devices, datasets per device, lanes
+        # or vmap width): another layout gives other, equally valid, draws.
+        "layout": layout._asdict(),
         **labels,
         "versions": _versions(),
     }
@@ -169,8 +172,11 @@ def run_study(
         fitted here (another shard's) nor stored yet.
 
     Example:
-        >>> table = run_study(model, design, n_datasets=32, key=jax.random.key(0),
-        ...                   settings=hj.StudySettings(batch_size=16))
+        >>> settings = hj.StudySettings(chains=2, warmup=100, draws=50, batch_size=4)
+        >>> table = run_study(model, design, n_datasets=8, key=jax.random.key(0),
+        ...                   settings=settings)
+        >>> table.sizes["dataset"], table.attrs["missing_batches"]
+        (8, '')
     """
     settings = StudySettings() if settings is None else settings
     shard = parse_shard(shard)
@@ -192,6 +198,9 @@ def run_study(
                               prior_key, given, extra)
     tables, missing = _run_batches(batch_study, store, batches(n_datasets, settings.batch_size),
                                    shard, on_batch)
+    if not tables:  # a worker with no batch of its own, before any other worker stored one
+        return xr.Dataset(coords={"dataset": np.arange(0)}).assign_attrs(
+            n_datasets=n_datasets, missing_batches=", ".join(b.name for b in missing))
     return combine(tables, n_datasets, missing)
 
 
@@ -263,7 +272,11 @@ class _BatchStudy:
         table = sbc_ranks(posterior, truth, max_rank=self.settings.max_rank,
                           prior_variance=self._prior_variance, seed=rng)
         diagnostics = diagnose(fit).assign_coords(dataset=indices)
-        table = table.merge(diagnostics.reset_coords(drop=True))
+        # Every attempt of an escalated fit, and whether its last one passes the policy.
+        attempts = fit.fit_stats.to_dataset()[["attempts", "passed", *(
+            name for name in fit.fit_stats.data_vars if name.startswith("attempt_"))]]
+        table = table.merge(diagnostics.reset_coords(drop=True)).merge(
+            attempts.assign_coords(dataset=indices))
         if self.extra is not None:
             table = table.merge(self.extra(fit, data, indices))
         # Held scalar values label each dataset (a recovery's grid point).
@@ -274,12 +287,35 @@ class _BatchStudy:
                                    for k in ("sampling_time", "compile_time")})
 
 
+def merge_directory(directory: str | os.PathLike) -> xr.Dataset:
+    """The study table of every batch stored in `directory`, however many workers wrote them;
+    `attrs["missing_batches"]` names the batches not there yet.
+
+    Example:
+        >>> import tempfile
+        >>> directory = tempfile.mkdtemp()
+        >>> _ = hj.sbc(model, design, n_datasets=8, key=0, chains=2, warmup=100, draws=50,
+        ...            directory=directory)
+        >>> merge_directory(directory).sizes["dataset"]
+        8
+    """
+    store = Store(directory)
+    tables, missing = [], []
+    for batch in store.batches:
+        table = store.load(batch)
+        (missing if table is None else tables).append(batch if table is None else table)
+    return combine(tables, store.manifest["n_datasets"], missing)
+
+
 def combine(tables: list[xr.Dataset], n_datasets: int, missing: list[Batch] = ()) -> xr.Dataset:
     """Concatenate batch tables, checking no dataset is there twice and none is absent
     unless its batch is listed as `missing`.
 
     Example:
-        >>> table = combine([first, second], n_datasets=32)
+        >>> table = hj.sbc(model, design, n_datasets=8, key=0, chains=2, warmup=100, draws=50)
+        >>> halves = [table.isel(dataset=slice(0, 4)), table.isel(dataset=slice(4, 8))]
+        >>> combine(halves, n_datasets=8).sizes["dataset"]
+        8
     """
     names = [batch.name for batch in missing]
     listed = f"{', '.join(names[:5])}{', ...' if len(names) > 5 else ''}"
@@ -293,7 +329,4 @@ def combine(tables: list[xr.Dataset], n_datasets: int, missing: list[Batch] = ()
         raise RuntimeError(
             f"Study results hold {got.size} rows for {expected} datasets expected once each; "
             "the output directory is corrupt: start a new one.")
-    if missing:
-        warnings.warn(f"{len(missing)} batch(es) of the study are not done yet: {listed}.",
-                      UserWarning, stacklevel=3)
     return table.assign_attrs(n_datasets=n_datasets, missing_batches=", ".join(names))

@@ -57,11 +57,12 @@ def sbc(
         `min_ess_bulk`, `min_ess_tail`, `init_failures`. `hj.uniformity_test(table)` tests it.
 
     Example:
-        >>> model, design = hj.catalog.varying_intercept(groups=4, per_group=5)
-        >>> table = hj.sbc(model, design, n_datasets=4, key=0, chains=2, warmup=100,
-        ...                draws=100, max_rank=19)
-        >>> table.sizes["dataset"]
-        4
+        >>> model, design = hj.catalog.eight_schools()
+        >>> table = hj.sbc(model, design, n_datasets=8, key=0, chains=2, warmup=100, draws=50)
+        >>> table.sizes["dataset"], table["variable"].values.tolist()[:3]
+        (8, ['theta_sd', 'mu', 'theta[0]'])
+        >>> bool(hj.uniformity_test(table)["rejected"].any())  # the ranks look uniform
+        False
     """
     settings = validated(StudySettings, "hj.sbc", settings, **options)
     return run_study(model, design, n_datasets=n_datasets, key=as_key(key), settings=settings,

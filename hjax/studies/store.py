@@ -24,7 +24,7 @@ from typing import NamedTuple
 import numpy as np
 import xarray as xr
 
-__all__ = ["Batch", "Store", "batches"]
+__all__ = ["Batch", "Store", "batches", "check_writable"]
 
 MANIFEST = "study.json"
 
@@ -67,6 +67,27 @@ def _write_atomic(path: Path, write) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def check_writable(directory: Path) -> None:
+    """Create `directory` if needed and write a file in it, or say in one line why not.
+
+    Example:
+        >>> check_writable(Path("/sys/hjax-study"))
+        Traceback (most recent call last):
+        ...
+        ValueError: Cannot write study results to /sys/hjax-study: ...
+    """
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        probe = _unique_name(directory / "probe", "probe")
+        probe.write_text("")
+        probe.unlink()
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        raise ValueError(f"Cannot write study results to {directory}: {reason}. Choose an "
+                         "output directory this user can create and write (not an existing "
+                         "file).") from None
+
+
 def _differences(stored, current, where: str = "") -> list[str]:
     """Paths at which two JSON values differ, as 'path: stored X, now Y'."""
     if isinstance(stored, dict) and isinstance(current, dict):
@@ -84,32 +105,37 @@ def _differences(stored, current, where: str = "") -> list[str]:
 class Store:
     """The batch files of one study in `directory`, shared by any number of workers.
 
-    Opening a store checks that the directory is writable (before anything compiles) and
-    writes or checks the manifest.
+    Opening a store with a manifest checks that the directory is writable (before anything
+    compiles) and writes or checks the manifest; without one, it reads the stored study.
 
     Example:
-        >>> store = Store("out/batches", {"model": "...", "n_datasets": 200})
+        >>> import tempfile
+        >>> store = Store(tempfile.mkdtemp(), {"model": "...", "n_datasets": 200})
         >>> store.load(Batch(0, 0, 16)) is None  # nothing fitted yet
         True
+        >>> Store(store.directory, {"model": "other", "n_datasets": 200})
+        Traceback (most recent call last):
+        ...
+        ValueError: ... holds a different study; it differs in model: stored "...", now ...
     """
 
-    def __init__(self, directory: str | os.PathLike, manifest: dict):
+    def __init__(self, directory: str | os.PathLike, manifest: dict | None = None):
         self.directory = Path(directory)
-        self._check_writable()
+        if manifest is None:  # reading a study that workers filled (reports, status)
+            path = self.directory / MANIFEST
+            if not path.is_file():
+                raise ValueError(f"{self.directory} holds no hjax study (no {MANIFEST}).")
+            self.manifest = json.loads(path.read_text())
+            return
+        check_writable(self.directory)
         self.manifest = json.loads(json.dumps(manifest))
         self._check_manifest()
 
-    def _check_writable(self) -> None:
-        try:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            probe = _unique_name(self.directory / "probe", "probe")
-            probe.write_text("")
-            probe.unlink()
-        except OSError as error:
-            reason = error.strerror or type(error).__name__
-            raise ValueError(f"Cannot write study results to {self.directory}: {reason}. "
-                             "Choose an output directory this user can create and write "
-                             "(not an existing file).") from None
+    @property
+    def batches(self) -> list[Batch]:
+        """The study's batches, from its manifest."""
+        return batches(self.manifest["n_datasets"], self.manifest["settings"]["batch_size"])
+
 
     def _check_manifest(self) -> None:
         path = self.directory / MANIFEST

@@ -66,14 +66,54 @@ def test_sample_reports_the_parameter_when_no_start_is_found():
         sample(model, {"y": np.zeros(3)}, key=jax.random.key(0), chains=2, warmup=5, draws=5)
 
 
-def test_prior_init_finds_starts_where_uniform_cannot():
-    # A hierarchical DDM: uniform(-2, 2) puts t0 = exp(log_t0 + deviation) above some
-    # participant's fastest RT in (nearly) every try; prior draws do not.
+def test_default_starts_reach_a_ddm_where_uniform_draws_cannot():
+    """A hierarchical DDM: uniform(-2, 2) puts t0 = exp(log_t0 + deviation) above some
+    participant's fastest RT in (nearly) every try; the default search goes on to prior draws
+    and bounded ones, and every chain starts."""
     model, design = hj.catalog.ddm(participants=20, trials=100)
     truths, data = jax.jit(model.simulate)(jax.random.key(0),
                                            model.prepare(design, observed=False))
-    settings = dict(key=jax.random.key(1), chains=2, warmup=10, draws=10, warn=False)
-    with pytest.raises(RuntimeError, match=r"init='prior' starts from prior draws"):
-        hj.sample(model, data, **settings)
-    tree = hj.sample(model, data, init="prior", **settings)
+    uniform = jax.vmap(lambda k: init_position(k, model.init,
+                                               lambda p: model.logdensity(p, data)))(
+        jax.random.split(jax.random.key(1), 8))
+    assert not bool(uniform.ok.all())
+    tree = hj.sample(model, data, key=1, chains=8, warmup=10, draws=10, warn=False)
     assert bool(tree.fit_stats.init_ok.all())
+    assert int(tree.fit_stats.init_tries.max()) > 100  # some found after the uniform stage
+
+
+def _shifted_lognormal(rt, mu, sigma, shift):
+    t = rt - shift
+    safe = jnp.where(t > 0, t, 1.0)
+    lp = -jnp.log(safe * sigma * jnp.sqrt(2 * jnp.pi)) - (jnp.log(safe) - mu) ** 2 / (2 * sigma**2)
+    return jnp.where(t > 0, lp, -jnp.inf)
+
+
+def _shift_model(bounds):
+    """Per-participant shifts (a wide population), 30 participants: prior draws break some
+    participant's bound nearly always."""
+    return hj.Model(hj.Custom(
+        _shifted_lognormal,
+        params={"mu": hj.Fixed("mu", hj.Normal(-1.0, 0.5)),
+                "sigma": hj.Fixed("sigma", hj.HalfNormal(0.5)),
+                "shift": hj.exp(hj.Fixed("log_shift", hj.Normal(-1.0, 0.3))
+                                + hj.Level("shift_p", "p", scale=hj.HalfNormal(1.0)))},
+        observed=("rt",), supports={"sigma": hj.Positive(), "shift": hj.Positive()},
+        bounds=bounds), coords={"p": 30})
+
+
+def test_declared_bounds_give_starts_where_prior_draws_fail():
+    rng = np.random.default_rng(0)
+    p = np.repeat(np.arange(30), 10)
+    data = {"rt": 0.15 + rng.lognormal(-3.0, 0.5, p.size), "p": p}  # RTs from 0.16 s
+    settings = dict(key=0, chains=2, warmup=10, draws=10, warn=False)
+    with pytest.raises(RuntimeError, match=r"(?s)No finite starting point.*bounds=\{'shift'"):
+        sample(_shift_model(None), data, **settings)
+    tree = sample(_shift_model({"shift": hj.Below("rt")}), data, **settings)
+    assert bool(tree.fit_stats.init_ok.all())
+    assert int(tree.fit_stats.init_tries.min()) > 200  # the bounded stage found them
+
+
+def test_bounds_are_checked():
+    with pytest.raises(ValueError, match=r"Custom bounds: 'shfit' -> .*expected a parameter"):
+        _shift_model({"shfit": hj.Below("rt")})

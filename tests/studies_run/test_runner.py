@@ -79,10 +79,12 @@ def test_directory_of_another_study_is_refused(small, tmp_path):
 def test_table_has_one_row_per_dataset_and_scalar(small):
     model, design = small
     table = hj.sbc(model, design, n_datasets=3, key=jax.random.key(1), batch_size=2, **SMALL)
-    assert table.sizes == {"dataset": 3, "variable": 3 + 4}  # b0, sigma, u_sd, u[0..3]
+    # b0, sigma, u_sd, u[0..3]; the first fit and up to two refits (the default policy).
+    assert table.sizes == {"dataset": 3, "variable": 3 + 4, "attempt": 3}
     assert set(table.parameter.values) == {"b0", "sigma", "u_sd", "u"}
     for column in ["rank", "max_rank", "z_score", "simulated_value", "contraction",
-                   "covered_95", "divergences", "max_rhat", "min_ess_bulk"]:
+                   "covered_95", "divergences", "max_rhat", "min_ess_bulk", "attempts", "passed",
+                   "attempt_max_rhat", "attempt_divergences"]:
         assert column in table, column
     # 2 chains x 100 draws thinned by 12 keeps L = 18 <= max_rank = 19 draws per fit.
     assert np.all(table.max_rank == 18) and bool((table["rank"] <= table.max_rank).all())

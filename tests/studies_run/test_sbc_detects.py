@@ -25,3 +25,7 @@ def test_correct_model_is_calibrated_and_wrong_likelihood_scale_is_flagged():
     # Fitting with half the true noise sd makes posteriors overconfident: ranks pile at 0 and L.
     wrong = hj.sbc(truth_model, design, key=key, fit_model=_model(0.5), **SETTINGS)
     assert _rejected(wrong) == ["b0"]
+    # Escalation (on by default in studies) refitted some fits and did not hide the error,
+    # which the fits that pass their diagnostics show too.
+    assert int((wrong["attempts"] > 1).sum()) > 0
+    assert _rejected(wrong.isel(dataset=wrong["passed"].values)) == ["b0"]

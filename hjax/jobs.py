@@ -1,0 +1,128 @@
+"""What a study config runs: the study (or one shard of it), and its outputs.
+
+`run` fits a config's study, or one worker's shard of it, into `<output>/batches`; `merge`
+rebuilds the study table from that directory however many workers filled it; `write_outputs`
+writes the table, the report and its figures. The `hjax` command and the Slurm tasks of
+`hjax submit` (`hjax.cluster`) are thin layers over these three.
+
+Usage (what `hjax sbc CONFIG --shard 0/2` and `hjax report OUTPUT` do)::
+
+    config = hjax.config.load("configs/varying_intercept.yaml")
+    table = run(config, shard="0/2")           # worker 0 of 2
+    config, table = merge(config.output)       # whatever the workers have stored
+    write_outputs(config, table)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import jax
+import xarray as xr
+
+from hjax.config import StudyConfig, build
+from hjax.studies import report
+from hjax.studies.calibration import uniformity_test
+from hjax.studies.recover import recover, shrinkage_table
+from hjax.studies.runner import merge_directory
+from hjax.studies.sbc import sbc
+from hjax.studies.store import check_writable
+
+__all__ = ["CONFIG_FILE", "load_config", "merge", "prepare_jax", "run", "save_config",
+           "write_outputs"]
+
+CONFIG_FILE = "config.json"  # the resolved config, beside the study's batches
+
+
+def prepare_jax(config: StudyConfig) -> None:
+    """Set JAX up as the config asks: x64, and the persistent compilation cache (so that only
+    the first of many workers pays for compiling)."""
+    if config.x64:
+        jax.config.update("jax_enable_x64", True)
+    cache = config.cache_directory()
+    if cache is not None:
+        cache.mkdir(parents=True, exist_ok=True)
+        jax.config.update("jax_compilation_cache_dir", str(cache))
+        # The study's small programs too (simulation, prior draws): each costs a worker ~1 s.
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+
+
+def save_config(config: StudyConfig) -> None:
+    """Record the resolved config beside the study (for `hjax status` and `hjax report`)."""
+    out = Path(config.output)
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / f".{CONFIG_FILE}.{os.getpid()}"
+    tmp.write_text(config.model_dump_json(indent=1))
+    os.replace(tmp, out / CONFIG_FILE)
+
+
+def load_config(output: str | os.PathLike) -> StudyConfig:
+    """The config a study in `output` was run with."""
+    path = Path(output) / CONFIG_FILE
+    if not path.is_file():
+        raise ValueError(f"{output} holds no hjax study (no {CONFIG_FILE}): give the `output` "
+                         "directory of a study run with `hjax sbc|recover|submit`.")
+    return StudyConfig(**json.loads(path.read_text()))
+
+
+def run(config: StudyConfig, *, shard: str | tuple[int, int] | None = None,
+        on_batch=None) -> xr.Dataset:
+    """Fit the config's study (or shard k/n of its batches) into `<output>/batches`; returns
+    the table of every batch stored so far.
+
+    Example:
+        >>> import tempfile
+        >>> config = StudyConfig(model="eight_schools", datasets=8, batch_size=4, chains=2,
+        ...                      warmup=100, draws=50, output=tempfile.mkdtemp())
+        >>> run(config, shard="1/2").attrs["missing_batches"]  # worker 0's batch
+        '000000-000004'
+        >>> merge(config.output)[1].sizes["dataset"]
+        4
+        >>> table = run(config)
+        >>> write_outputs(config, table)[0].name
+        'report.md'
+    """
+    check_writable(Path(config.output) / "batches")  # before anything is made or compiled
+    prepare_jax(config)
+    model, design = build(config)
+    save_config(config)
+    common = dict(key=jax.random.key(config.seed), settings=config.settings(),
+                  directory=Path(config.output) / "batches", shard=shard, on_batch=on_batch)
+    if config.kind == "sbc":
+        return sbc(model, design, n_datasets=config.datasets, **common)
+    return recover(model, design, given=config.given, grid=config.grid,
+                   replicates=config.replicates, shrinkage=config.shrinkage, **common)
+
+
+def merge(output: str | os.PathLike) -> tuple[StudyConfig, xr.Dataset]:
+    """The config and the table of the study in `output`, from whatever batches are stored
+    (`attrs["missing_batches"]` names the others)."""
+    config = load_config(output)
+    return config, merge_directory(Path(output) / "batches")
+
+
+def write_outputs(config: StudyConfig, table: xr.Dataset) -> tuple[Path, list[str] | None]:
+    """Write `<kind>.nc`, report.md and its figures into the config's output; returns the
+    report's path and, for SBC, the rejected variables."""
+    out = Path(config.output)
+    kind = config.kind
+    is_sbc = kind == "sbc"
+    test = uniformity_test(table, alpha=config.alpha) if is_sbc else None
+    pooled = None if config.shrinkage is None else shrinkage_table(table)
+    # Written apart, then renamed into place file by file: workers that finish together
+    # (each merging the whole study) never write into one file at once.
+    staging = Path(tempfile.mkdtemp(prefix=".outputs-", dir=out))
+    try:
+        table.to_netcdf(staging / f"{kind}.nc")
+        report.write_report(staging, table, test=test, calibration=is_sbc, shrinkage=pooled,
+                            title=f"hjax {kind}: {config.model}")
+        for path in staging.iterdir():
+            os.replace(path, out / path.name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    rejected = [str(v) for v in test.variable.values[test.rejected.values]] if is_sbc else None
+    return out / "report.md", rejected

@@ -1,0 +1,88 @@
+"""Fits that fail their diagnostics are refitted with stronger settings, batched; every attempt
+is recorded; refits depend on their dataset alone (batch size, resume); the report shows the
+calibration of all fits beside that of the passing ones."""
+
+import jax
+import numpy as np
+import pytest
+import xarray as xr
+
+import hjax as hj
+
+# Short warmup: many first fits fail a strict R-hat, and their refits get 2x and 4x warmup.
+RUN = dict(n_datasets=6, chains=2, warmup=40, draws=60, max_rank=19,
+           escalation={"attempts": 2, "max_rhat": 1.05, "min_ess_bulk": 20})
+
+
+@pytest.fixture(scope="module")
+def small():
+    return hj.catalog.varying_intercept(groups=4, per_group=5)
+
+
+@pytest.fixture(scope="module")
+def table(small):
+    model, design = small
+    return hj.sbc(model, design, key=0, batch_size=3, **RUN)
+
+
+def test_every_attempt_is_recorded_with_its_settings(table):
+    assert table["attempt_warmup"].values.tolist() == [40, 80, 160]
+    assert table["attempt_target_accept"].values.tolist() == [0.8, 0.9, 0.95]
+    made = table["attempts"].values
+    assert 1 < made.max() <= 3 and made.min() >= 1  # some fits were refitted
+    rhat = table["attempt_max_rhat"].values
+    for d, n in enumerate(made):
+        assert np.all(np.isfinite(rhat[d, :n])) and np.all(np.isnan(rhat[d, n:]))
+        # Refitted because the attempt before failed the policy (here: R-hat or ESS).
+        for k in range(n - 1):
+            failed = (rhat[d, k] > 1.05 or table["attempt_min_ess_bulk"].values[d, k] < 20
+                      or table["attempt_divergences"].values[d, k] > 0)
+            assert failed, (d, k)
+        # The table's diagnostics are those of the last attempt.
+        assert rhat[d, n - 1] == pytest.approx(float(table["max_rhat"][d]))
+    passed = (table["max_rhat"] <= 1.05) & (table["min_ess_bulk"] >= 20) & (
+        table["divergences"] == 0) & (table["init_failures"] == 0)
+    np.testing.assert_array_equal(table["passed"].values, passed.values)
+
+
+def test_refits_do_not_depend_on_batch_size_or_on_resuming(small, tmp_path):
+    """In float64 (where another chunk width does not round differently), refitted datasets
+    get the same draws whatever batch they are in, and after an interruption."""
+    model, design = small
+    with jax.enable_x64(True):
+        two = hj.sbc(model, design, key=1, batch_size=2, **RUN)
+        six = hj.sbc(model, design, key=1, batch_size=6, **RUN)
+
+        class Stop(Exception):
+            pass
+
+        def stop_after_first(done, total):
+            if done == 2:
+                raise Stop
+
+        with pytest.raises(Stop):
+            hj.sbc(model, design, key=1, batch_size=2, directory=tmp_path,
+                   on_batch=stop_after_first, **RUN)
+        resumed = hj.sbc(model, design, key=1, batch_size=2, directory=tmp_path, **RUN)
+    assert int((two["attempts"] > 1).sum()) > 0
+    for other in (six, resumed):
+        np.testing.assert_array_equal(other["attempts"], two["attempts"])
+        np.testing.assert_allclose(other["mean"], two["mean"], rtol=1e-9)
+        xr.testing.assert_equal(other["rank"], two["rank"])
+
+
+def test_report_shows_escalation_and_the_passing_fits_calibration(table, tmp_path):
+    mixed = table.assign(passed=("dataset", np.arange(6) % 2 == 0))
+    report = hj.write_report(tmp_path, mixed).read_text()
+    assert "fits refitted with stronger settings (up to 2 times)" in report
+    assert "share with R-hat > 1.01: first fit / after refits" in report
+    assert "The same test over the 3 fits that pass their diagnostics (of 6)" in report
+
+
+def test_sample_refits_only_when_asked(small):
+    model, design = small
+    prepared = model.prepare(design, observed=False)
+    _, data = jax.jit(model.simulate)(jax.random.key(0), prepared)
+    plain = hj.sample(model, data, key=0, chains=2, warmup=40, draws=60, warn=False)
+    assert int(plain.fit_stats["attempts"]) == 1
+    assert plain.fit_stats.sizes["attempt"] == 1
