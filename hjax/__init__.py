@@ -20,6 +20,7 @@ from hjax.inference import check, diagnose, sample, summary
 from hjax.model.constraints import Constraint, CorrCholesky, Interval, Positive, Real
 from hjax.model.data import encode
 from hjax.model.fixed import Fixed
+from hjax.model.formula import formula
 from hjax.model.level import Crossed, Level, Nested
 from hjax.model.likelihoods import (
     Above,
@@ -47,7 +48,19 @@ from hjax.model.priors import (
     StudentT,
     Uniform,
 )
-from hjax.model.terms import Const, Data, Sum, Term, exp, inv_logit, softplus
+from hjax.model.terms import (
+    Const,
+    Data,
+    Deterministic,
+    Neg,
+    Product,
+    Quotient,
+    Sum,
+    Term,
+    exp,
+    inv_logit,
+    softplus,
+)
 from hjax.settings import Escalation, FitSettings, StudySettings
 from hjax.studies.calibration import uniformity_test
 from hjax.studies.metrics import recovery_metrics, shrinkage
@@ -58,8 +71,9 @@ from hjax.studies.sbc import sbc
 
 __all__ = [
     # model
-    "Model", "Fixed", "Level", "Nested", "Crossed", "Data", "Const", "Sum", "Term",
-    "exp", "inv_logit", "softplus", "encode",
+    "Model", "Fixed", "Level", "Nested", "Crossed", "Data", "Const", "Sum", "Term", "Neg",
+    "Product", "Quotient", "Deterministic",
+    "exp", "inv_logit", "softplus", "encode", "formula",
     # likelihoods
     "Likelihood", "Gaussian", "BernoulliLogit", "Binomial", "Poisson", "Custom", "Below", "Above",
     "Wiener", "LBA", "SDT",

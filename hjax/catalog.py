@@ -69,6 +69,26 @@ def crossed_bernoulli(persons: int = 30, items: int = 10):
     return model, {"person": person.ravel(), "item": item.ravel()}
 
 
+def irt_2pl(persons: int = 50, items: int = 10):
+    """Two-parameter logistic IRT: logit P(y_pi = 1) = a_i (theta_p - b_i), abilities
+    theta ~ N(0, 1), difficulties b_i around mu_b, discriminations a_i = exp(log_a_i) > 0
+    (reported as `a`) around exp(mu_log_a). Every person answers every item.
+
+    Example:
+        >>> model, design = hj.catalog.irt_2pl(persons=4, items=3)
+        >>> print(model.likelihood)
+        BernoulliLogit likelihood on y
+          logit_p = a * (theta[person] - b[item])
+    """
+    a = exp(Level("log_a", "item", loc=Fixed("mu_log_a", Normal(0.0, 0.5)),
+                  scale=HalfNormal(0.5)), name="a")
+    theta = Level("theta", "person", scale=1.0)
+    b = Level("b", "item", loc=Fixed("mu_b", Normal(0.0, 1.0)), scale=HalfNormal(1.0))
+    model = Model(BernoulliLogit(a * (theta - b)), coords={"person": persons, "item": items})
+    person, item = np.meshgrid(np.arange(persons), np.arange(items), indexing="ij")
+    return model, {"person": person.ravel(), "item": item.ravel()}
+
+
 def eight_schools(sigma: tuple[float, ...] = (15, 10, 16, 11, 9, 11, 10, 18)):
     """Rubin's eight schools, non-centered: y_j ~ N(theta_j, sigma_j), theta ~ N(mu, tau)."""
     model = Model(
@@ -80,10 +100,22 @@ def eight_schools(sigma: tuple[float, ...] = (15, 10, 16, 11, 9, 11, 10, 18)):
     return model, {"school": np.arange(len(sigma)), "sigma": np.asarray(sigma, float)}
 
 
-def ddm(participants: int = 20, trials: int = 100):
+def ddm(participants: int = 20, trials: int = 100, centered: tuple[str, ...] = ()):
     """Hierarchical drift diffusion: v, log a and log t0 each a group mean plus participant
-    deviations; unbiased start (w = 0.5). Convention: `hj.Wiener` (a = boundary separation)."""
+    deviations; unbiased start (w = 0.5). Convention: `hj.Wiener` (a = boundary separation).
+
+    `centered` names the parameters ("v", "log_a", "log_t0") whose participant values are
+    sampled centered on their mean (`v_p ~ N(v, v_p_sd)`, reported as the values themselves)
+    instead of as non-centered deviations: better where each participant's data pin the value
+    down, as many trials pin a participant's non-decision time just below the fastest RT."""
+    unknown = set(centered) - {"v", "log_a", "log_t0"}
+    if unknown:
+        raise ValueError(f"ddm: centered takes 'v', 'log_a', 'log_t0'; got {sorted(unknown)}.")
+
     def varying(name, mean, sd):
+        if name in centered:
+            return Level(f"{name}_p", "participant", loc=Fixed(name, mean),
+                         scale=HalfNormal(sd), centered=True)
         return Fixed(name, mean) + Level(f"{name}_p", "participant", scale=HalfNormal(sd))
 
     model = Model(
@@ -116,6 +148,7 @@ def sdt_brightness(participants: int = 20, items: int = 8, trials: int = 40, see
 
 SHIPPED = {
     "ddm": ddm,
+    "irt_2pl": irt_2pl,
     "sdt_brightness": sdt_brightness,
     "eight_schools": eight_schools,
     "varying_intercept": varying_intercept,

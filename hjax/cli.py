@@ -93,7 +93,7 @@ def _run(kind: str, config_path: str | None, overrides: dict, config_dict: dict 
 
     config = _load(config_path, overrides | {"study": kind}, config_dict)
     where = "" if shard is None else f", shard {shard}"
-    click.echo(f"hjax {kind}: {config.model} ({config.n_datasets()} datasets{where}, "
+    click.echo(f"hjax {kind}: {config.title} ({config.n_datasets()} datasets{where}, "
                f"{config.chains} chains x ({config.warmup} warmup + {config.draws} draws)) on "
                f"{jax.local_device_count()} {jax.default_backend()} device(s) -> "
                f"{config.output}")
@@ -160,7 +160,7 @@ def submit(config, study, tasks, partition, minutes, output):
         settings = loaded.cluster.model_validate(loaded.cluster.model_dump() | changes)
         loaded = loaded.model_copy(update={"cluster": settings})
     record = cluster.submit(loaded)
-    click.echo(f"submitted {loaded.kind} of {loaded.model}: array job {record['array']} "
+    click.echo(f"submitted {loaded.kind} of {loaded.title}: array job {record['array']} "
                f"({record['tasks']} tasks), merge job {record['merge']} after it\n"
                f"follow it with: hjax status {loaded.output}")
 
@@ -174,7 +174,7 @@ def status(output):
     from hjax.studies.status import describe, study_status
 
     config = jobs.load_config(output)
-    click.echo(f"{config.kind} of {config.model} in {output}")
+    click.echo(f"{config.kind} of {config.title} in {output}")
     batches = Path(output) / "batches"
     started = (batches / "study.json").exists()
     lines = describe(study_status(batches)) if started else ["no worker has started yet"]

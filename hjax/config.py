@@ -15,15 +15,19 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import json
 import math
+import re
 from pathlib import Path
 from typing import Any, Literal
 
+import pandas as pd
 import pydantic
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from hjax.catalog import SHIPPED
+from hjax.model.formula import formula
 from hjax.settings import FitSettings, StudySettings
 
 
@@ -59,7 +63,16 @@ class StudyConfig(StudySettings):
 
     study: Literal["sbc", "recover"] | None = Field(
         None, description="the kind of study; by default recover when `given` or `grid` is set")
-    model: str = Field(description="a shipped model name or 'package.module:function'")
+    model: str | None = Field(None, description="a shipped model name or "
+                                                "'package.module:function'")
+    formula: str | None = Field(None, description="instead of `model`: 'y ~ 1 + x + (1 | g)'")
+    family: str = Field("gaussian", description="formula: the likelihood family")
+    parameters: dict[str, str | float] = Field(
+        default_factory=dict, description="formula: other parameters' formulas (sigma, a, t0), "
+                                          "and trials or choice columns")
+    priors: dict[str, str] = Field(default_factory=dict,
+                                   description="formula: priors by name, e.g. 'Normal(0, 1)'")
+    design: str | None = Field(None, description="formula: a CSV or JSON file of columns")
     args: dict[str, Any] = Field(default_factory=dict, description="design sizes for the builder")
     datasets: int = Field(100, gt=0, description="sbc: simulated datasets")
     alpha: float = Field(0.01, gt=0, lt=1, description="uniformity-test level after correction")
@@ -78,8 +91,20 @@ class StudyConfig(StudySettings):
 
     @model_validator(mode="after")
     def _builder_exists(self):
-        builder(self.model)
+        if (self.model is None) == (self.formula is None):
+            raise ValueError("give either `model` (a builder) or `formula` (with `design`)")
+        if self.model is not None:
+            builder(self.model)
+        elif self.design is None:
+            raise ValueError("`formula` needs `design`: a CSV or JSON file of the columns")
+        for name, text in self.priors.items():
+            parse_prior(text, name)
         return self
+
+    @property
+    def title(self) -> str:
+        """The model as reports name it."""
+        return self.model or self.formula
 
     def settings(self) -> StudySettings:
         """The study settings of this config (its `StudySettings` fields)."""
@@ -124,9 +149,54 @@ def builder(name: str):
         raise ValueError(f"Cannot import model builder '{name}': {error}.") from None
 
 
+def parse_prior(text: str, name: str = "prior"):
+    """A prior from its printed form, e.g. "Normal(0, 1)" or "LKJCholesky(dim=2, eta=2)".
+
+    Example:
+        >>> parse_prior("HalfNormal(2.5)")
+        HalfNormal(scale=2.5)
+    """
+    from hjax.model import priors
+
+    match = re.fullmatch(r"\s*(\w+)\s*\((.*)\)\s*", str(text))
+    cls = getattr(priors, match.group(1), None) if match else None
+    if not (isinstance(cls, type) and issubclass(cls, priors.Prior)):
+        raise ValueError(f"priors.{name}: {text!r} is not a prior; write e.g. 'Normal(0, 1)' "
+                         "or 'HalfNormal(1)'.")
+    args, kwargs = [], {}
+    try:
+        for part in filter(None, (p.strip() for p in match.group(2).split(","))):
+            key, _, value = part.rpartition("=")
+            (kwargs.__setitem__(key.strip(), float(value)) if key else args.append(float(value)))
+        if "dim" in kwargs:
+            kwargs["dim"] = int(kwargs["dim"])
+        return cls(*args, **kwargs)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"priors.{name}: {text!r}: {error}") from None
+
+
+def read_columns(path: str | Path) -> dict:
+    """Columns from a CSV or JSON file (a mapping of column name to values)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"Data file {path} not found.")
+    if path.suffix.lower() == ".csv":
+        return {k: v.to_numpy() for k, v in pd.read_csv(path).items()}
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path}: not valid JSON at line {error.lineno}: {error.msg}.") from None
+
+
 def build(config: StudyConfig):
-    """(model, design) from the config's builder and args: args are checked against the
-    builder's signature and type annotations, and a builder that fails says so in one line."""
+    """(model, design) from the config's builder and args, or from its formula and design
+    file: args are checked against the builder's signature and type annotations, and a
+    builder that fails says so in one line."""
+    if config.formula is not None:
+        columns = read_columns(config.design)
+        priors = {name: parse_prior(text, name) for name, text in config.priors.items()}
+        return formula(config.formula, columns, family=config.family, priors=priors,
+                       **config.parameters)
     make = builder(config.model)
     accepted = inspect.signature(make).parameters
     unknown = sorted(set(config.args) - set(accepted))

@@ -119,7 +119,7 @@ def write_outputs(config: StudyConfig, table: xr.Dataset) -> tuple[Path, list[st
     try:
         table.to_netcdf(staging / f"{kind}.nc")
         report.write_report(staging, table, test=test, calibration=is_sbc, shrinkage=pooled,
-                            title=f"hjax {kind}: {config.model}")
+                            title=f"hjax {kind}: {config.title}")
         for path in staging.iterdir():
             os.replace(path, out / path.name)
     finally:

@@ -21,6 +21,15 @@ def _names(value) -> tuple[str, ...]:
     return (value,) if isinstance(value, str) else tuple(value)
 
 
+def _loc(value):
+    """A `loc`: None, a term (numbers become constants), or one of those per predictor."""
+    if value is None:
+        return None
+    if isinstance(value, tuple | list):
+        return tuple(None if v is None else as_term(v) for v in value)
+    return as_term(value)
+
+
 def _fixed_scale_problem(scale) -> str | None:
     """Why a number given as a Level's `scale` cannot be a population sd, or None."""
     try:
@@ -105,7 +114,7 @@ class AbstractLevel(Term):
         sd = f"{self.name}_sd" if isinstance(self.scale, Prior) else f"{self.scale:g}"
         mean = self._mean_text()
         if self._k > 1:
-            population = f"MvNormal(0, {sd}, {'corr' if self.corr else 'independent'})"
+            population = f"MvNormal({mean}, {sd}, {'corr' if self.corr else 'independent'})"
         else:
             population = f"Normal({mean}, {sd})"
         if self.centered:
@@ -130,6 +139,11 @@ class AbstractLevel(Term):
         return coords
 
     # --- the population ---------------------------------------------------------------------
+    @property
+    def _zero_mean(self) -> bool:
+        """Whether the population mean is 0 (no `loc`)."""
+        return True
+
     def _sd(self, p):
         return p[f"{self.name}_sd"] if isinstance(self.scale, Prior) else jnp.asarray(self.scale)
 
@@ -144,7 +158,8 @@ class AbstractLevel(Term):
         """The non-centered map from standard-normal z to the group values."""
         if self._k == 1:
             return self.population_mean(p, data) + self._sd(p) * z
-        return z @ self._scale_tril(p).T
+        values = z @ self._scale_tril(p).T
+        return values if self._zero_mean else self.population_mean(p, data) + values
 
     def group_values(self, p, data):
         """Per-group values: shape (groups,) or (groups, predictors)."""
@@ -165,6 +180,8 @@ class AbstractLevel(Term):
             mean = jnp.broadcast_to(self.population_mean(p, data), values.shape)
             return lp + jnp.sum(jss.norm.logpdf(values, mean, self._sd(p)))
         tril = self._scale_tril(p)
+        if not self._zero_mean:
+            values = values - self.population_mean(p, data)
         white = jax.scipy.linalg.solve_triangular(tril, values.T, lower=True)
         log_det = jnp.sum(jnp.log(jnp.diagonal(tril)))
         return lp + jnp.sum(jss.norm.logpdf(white)) - values.shape[0] * log_det
@@ -202,9 +219,11 @@ class AbstractLevel(Term):
         """Inverse of `_from_standard`: the z that give these group values."""
         if self._k == 1:
             return (values - self.population_mean(p, data)) / self._sd(p)
+        if not self._zero_mean:
+            values = values - self.population_mean(p, data)
         return jax.scipy.linalg.solve_triangular(self._scale_tril(p), values.T, lower=True).T
 
-    def derived(self, p, data):
+    def derived(self, p, data, sizes):
         out = {} if self.centered else {self.name: self.group_values(p, data)}
         if self.corr is not None:
             chol = p[f"{self.name}_corr_chol"]
@@ -271,7 +290,7 @@ class Level(AbstractLevel):
     name: str = eqx.field(static=True)
     group: str = eqx.field(static=True)
     scale: Prior | float = HalfNormal(1.0)
-    loc: Term | None = eqx.field(default=None, converter=lambda v: v if v is None else as_term(v))
+    loc: Term | tuple[Term | None, ...] | None = eqx.field(default=None, converter=_loc)
     predictors: tuple[str, ...] = eqx.field(static=True, default=(INTERCEPT,), converter=_names)
     corr: LKJCholesky | None = None
     centered: bool = eqx.field(static=True, default=False)
@@ -279,35 +298,60 @@ class Level(AbstractLevel):
     def __check_init__(self):
         where = f"Level '{self.name}'"
         k = len(self.predictors)
-        if k > 1 and self.loc is not None:
+        if k > 1 and self.loc is not None and (
+                not isinstance(self.loc, tuple) or len(self.loc) != k):
             raise ValueError(
-                f"{where}: `loc` is for single-predictor levels. For several predictors, add the "
-                "population means as Fixed terms and keep the level zero-mean."
-            )
+                f"{where}: with {k} predictors {self.predictors}, `loc` is one mean per "
+                "predictor, a tuple of terms (None for a zero mean), e.g. "
+                "loc=(hj.Fixed('mu_a'), hj.Fixed('mu_b')).")
+        if k == 1 and isinstance(self.loc, tuple):
+            raise ValueError(f"{where}: one predictor takes one `loc` term; got a tuple.")
         if self.corr is not None:
             if k < 2:
                 raise ValueError(f"{where}: `corr` needs at least two predictors; got {k}.")
             if not isinstance(self.corr, LKJCholesky) or self.corr.dim != k:
                 raise ValueError(f"{where}: `corr` must be hj.LKJCholesky(dim={k}, eta=...).")
 
+    @property
+    def _locs(self) -> tuple[Term | None, ...]:
+        """One mean term (or None) per predictor."""
+        if isinstance(self.loc, tuple):
+            return self.loc
+        return (self.loc,) if self._k == 1 else (None,) * self._k
+
+    @property
+    def _zero_mean(self) -> bool:
+        return all(loc is None for loc in self._locs)
+
     def children(self):
-        return () if self.loc is None else (self.loc,)
+        return tuple(loc for loc in self._locs if loc is not None)
 
     def _mean_text(self) -> str:
-        return "0" if self.loc is None else str(self.loc)
+        texts = ["0" if loc is None else str(loc) for loc in self._locs]
+        if self._k == 1 or self._zero_mean:
+            return texts[0]
+        return f"({', '.join(texts)})"
 
     def population_mean(self, p, data):
-        """The population mean per group (0 when the level has no `loc`)."""
-        return jnp.zeros(()) if self.loc is None else self.loc(p, data)
+        """The population mean per group: (groups,) or (groups, predictors); 0 without `loc`."""
+        means = [jnp.zeros(()) if loc is None else loc(p, data) for loc in self._locs]
+        return means[0] if self._k == 1 else jnp.stack(jnp.broadcast_arrays(*means), axis=-1)
 
     def group_needs(self) -> list[Need]:
         """Data read to compute the per-group values."""
-        return [] if self.loc is None else self.loc.needs(self.group)
+        return [need for loc in self.children() for need in loc.needs(self.group)]
 
     def has_intercept(self):
-        return self.loc is not None and self.loc.has_intercept()
+        # Only the mean of the intercept coefficient is a free overall mean: a varying slope's
+        # mean multiplies its predictor.
+        if INTERCEPT not in self.predictors:
+            return False
+        loc = self._locs[self.predictors.index(INTERCEPT)]
+        return loc is not None and loc.has_intercept()
 
     def __str__(self):
+        if self._k > 1:
+            return f"{self.name}[{self.group}] . [{', '.join(self.predictors)}]"
         slope = "".join(f"*{x}" for x in self.predictors if x != INTERCEPT)
         return f"{self.name}[{self.group}]{slope}"
 

@@ -15,7 +15,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 
 from hjax.model.data import n_observations, prepare_data, preview
 from hjax.model.likelihoods import Likelihood, slot_problem
-from hjax.model.terms import OBS, Data, Need, ParamSpec, Term
+from hjax.model.terms import OBS, Data, Deterministic, Need, ParamSpec, Term
 
 Position = dict[str, Array]
 
@@ -116,7 +116,12 @@ class Model(eqx.Module):
                 f"Groups {missing} are used by the model but not in `coords`; pass their sizes or "
                 "labels, e.g. coords={'participant': 20} (hj.encode(data, groups) returns them)."
             )
-        self.param_specs  # noqa: B018 - raises on clashing parameter names
+        reported = [name for name, spec in self.param_specs.items() if spec.reported]
+        derived = [name for term in self.terms() for name in term.derived_dims(self.sizes)]
+        clashes = sorted({name for name in derived if (reported + derived).count(name) > 1})
+        if clashes:
+            raise ValueError(f"The model reports more than one value named {clashes}; give "
+                             "derived quantities (hj.Deterministic, name=) names of their own.")
 
     # --- structure ----------------------------------------------------------------------------
     @property
@@ -244,7 +249,7 @@ class Model(eqx.Module):
     def _report(self, p, data):
         out = {name: p[name] for name, spec in self.param_specs.items() if spec.reported}
         for term in self.terms():
-            out |= term.derived(p, data)
+            out |= term.derived(p, data, self.sizes)
         return out
 
     # --- generative side ----------------------------------------------------------------------
@@ -306,4 +311,8 @@ class Model(eqx.Module):
         for name, s in specs.items():
             shape = "x".join(map(str, s.shape)) or "scalar"
             lines.append(f"  {name:<{width}}  {shape:<8} {str(s.constraint):<14} ~ {s.prior}")
+        named = [t for t in self.terms() if isinstance(t, Deterministic)]
+        if named:
+            lines.append("derived quantities:")
+            lines += [f"  {t.name} = {t.term}" for t in named]
         return "\n".join(lines)

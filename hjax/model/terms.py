@@ -78,7 +78,7 @@ class Term(eqx.Module):
             draws |= child.sample_prior(key, data, sizes, given)
         return draws
 
-    def derived(self, p, data) -> dict[str, Array]:
+    def derived(self, p, data, sizes) -> dict[str, Array]:
         """Named values computed from parameters, reported alongside them."""
         return {}
 
@@ -109,11 +109,34 @@ class Term(eqx.Module):
         """Labels of non-group dims this term introduces (e.g. predictor names)."""
         return {}
 
+    # The algebra: sums, differences, negation, products and quotients of terms, numbers and
+    # data columns. Each builds a term whose value is computed once per evaluation.
     def __add__(self, other: "Term | float") -> "Term":
         return Sum((self, as_term(other)))
 
     def __radd__(self, other: "Term | float") -> "Term":
         return Sum((as_term(other), self))
+
+    def __sub__(self, other: "Term | float") -> "Term":
+        return Sum((self, -as_term(other)))
+
+    def __rsub__(self, other: "Term | float") -> "Term":
+        return Sum((as_term(other), -self))
+
+    def __neg__(self) -> "Term":
+        return Neg(self)
+
+    def __mul__(self, other: "Term | float") -> "Term":
+        return Product((self, as_term(other)))
+
+    def __rmul__(self, other: "Term | float") -> "Term":
+        return Product((as_term(other), self))
+
+    def __truediv__(self, other: "Term | float") -> "Term":
+        return Quotient(self, as_term(other))
+
+    def __rtruediv__(self, other: "Term | float") -> "Term":
+        return Quotient(as_term(other), self)
 
 
 def key_for(key: PRNGKeyArray, name: str) -> PRNGKeyArray:
@@ -198,7 +221,10 @@ class AbstractSum(Term):
         return any(t.has_intercept() for t in self.terms)
 
     def __str__(self):
-        return " + ".join(str(t) for t in self.terms)
+        parts = [str(self.terms[0])]
+        for term in self.terms[1:]:
+            parts.append(f"- {_grouped(term.term)}" if isinstance(term, Neg) else f"+ {term}")
+        return " ".join(parts)
 
 
 class Sum(AbstractSum):
@@ -235,6 +261,114 @@ class Sum(AbstractSum):
             )
 
 
+def _grouped(term: Term) -> str:
+    """The term as a factor or a subtrahend prints it: in parentheses if it is a sum."""
+    return f"({term})" if isinstance(term, AbstractSum | Neg) else str(term)
+
+
+def _positive(term: Term) -> bool:
+    if isinstance(term, Const):
+        return term.value > 0
+    return C.positive.contains(term.support())
+
+
+class Neg(Term):
+    """A term negated: `-b`, and `theta - b` is `theta + Neg(b)`.
+
+    Example:
+        >>> print(hj.Level("theta", "person") - hj.Level("b", "item", loc=hj.Fixed("mu_b")))
+        theta[person] - b[item]
+    """
+
+    term: Term
+
+    def children(self):
+        return (self.term,)
+
+    def __call__(self, p, data):
+        return -self.term(p, data)
+
+    def has_intercept(self):
+        return self.term.has_intercept()
+
+    def __neg__(self):
+        return self.term
+
+    def __str__(self):
+        return f"-{_grouped(self.term)}"
+
+
+class Product(Term):
+    """Terms multiplied: a number or a data column times a term (`2 * b`, `x * b`), or terms
+    times terms (the 2PL model's `a * (theta - b)`).
+
+    A product carries a free overall mean when a factor does and no factor is a data column
+    (`x * b0` is a slope, not an intercept).
+
+    Example:
+        >>> a = hj.exp(hj.Level("log_a", "item"))
+        >>> print(a * (hj.Level("theta", "person") - hj.Level("b", "item", loc=hj.Fixed("mu"))))
+        exp(log_a[item]) * (theta[person] - b[item])
+    """
+
+    factors: tuple[Term, ...]
+
+    def __init__(self, factors):
+        flat = []
+        for factor in map(as_term, factors):
+            flat.extend(factor.factors if type(factor) is Product else (factor,))
+        self.factors = tuple(flat)
+
+    def children(self):
+        return self.factors
+
+    def __call__(self, p, data):
+        value = self.factors[0](p, data)
+        for factor in self.factors[1:]:
+            value = value * factor(p, data)
+        return value
+
+    def support(self):
+        return C.positive if all(map(_positive, self.factors)) else C.real
+
+    def has_intercept(self):
+        return (any(f.has_intercept() for f in self.factors)
+                and not any(isinstance(f, Data) for f in self.factors))
+
+    def __str__(self):
+        return " * ".join(_grouped(f) for f in self.factors)
+
+
+class Quotient(Term):
+    """A term divided by another, a number or a data column (`b / 2`, `y_sd / n`).
+
+    Example:
+        >>> print(hj.Fixed("b") / hj.Data("n"))
+        b / data[n]
+    """
+
+    numerator: Term
+    denominator: Term
+
+    def children(self):
+        return (self.numerator, self.denominator)
+
+    def __call__(self, p, data):
+        return self.numerator(p, data) / self.denominator(p, data)
+
+    def support(self):
+        positive = _positive(self.numerator) and _positive(self.denominator)
+        return C.positive if positive else C.real
+
+    def has_intercept(self):
+        return (self.numerator.has_intercept() and not isinstance(self.numerator, Data)
+                and not isinstance(self.denominator, Data))
+
+    def __str__(self):
+        wrap = lambda t: f"({t})" if isinstance(t, AbstractSum | Neg | Product) else str(t)  # noqa: E731
+        return f"{wrap(self.numerator)} / {wrap(self.denominator)}"
+
+
 _LINKS = {
     "exp": (jnp.exp, C.positive),
     "softplus": (jax.nn.softplus, C.positive),
@@ -265,34 +399,97 @@ class Link(Term):
         return f"{self.name}({self.term})"
 
 
-def exp(term: Term) -> Link:
-    """exp(term): a positive parameter from a linear predictor.
+def _link(term, name: str, report: str | None) -> Term:
+    link = Link(as_term(term), name)
+    return link if report is None else Deterministic(report, link)
+
+
+def exp(term: Term, name: str | None = None) -> Term:
+    """exp(term): a positive parameter from a linear predictor; `name` reports its value.
 
     Example:
         >>> print(hj.exp(hj.Fixed("b") + hj.Level("u", "group")))
         exp(b + u[group])
+        >>> print(hj.exp(hj.Fixed("log_a"), name="a"))
+        a
     """
-    return Link(as_term(term), "exp")
+    return _link(term, "exp", name)
 
 
-def softplus(term: Term) -> Link:
-    """softplus(term): a positive parameter from a predictor.
+def softplus(term: Term, name: str | None = None) -> Term:
+    """softplus(term): a positive parameter from a predictor; `name` reports its value.
 
     Example:
         >>> print(hj.softplus(hj.Fixed("b") + hj.Level("u", "group")))
         softplus(b + u[group])
     """
-    return Link(as_term(term), "softplus")
+    return _link(term, "softplus", name)
 
 
-def inv_logit(term: Term) -> Link:
-    """logistic(term): a parameter in (0, 1) from a linear predictor.
+def inv_logit(term: Term, name: str | None = None) -> Term:
+    """logistic(term): a parameter in (0, 1) from a linear predictor; `name` reports its value.
 
     Example:
         >>> print(hj.inv_logit(hj.Fixed("b")))
         inv_logit(b)
     """
-    return Link(as_term(term), "inv_logit")
+    return _link(term, "inv_logit", name)
+
+
+class Deterministic(Term):
+    """A term reported in the posterior (and in simulated truths) under `name`: a scalar, or
+    one value per group of the one group it is indexed by (`alpha = mu + u` per county).
+
+    It must not read per-observation data (a slope's predictor), since then it has no value
+    per group; and it may be indexed by one group only.
+
+    Example:
+        >>> alpha = hj.Deterministic("alpha", hj.Fixed("mu") + hj.Level("u", "county"))
+        >>> model = hj.Model(hj.Gaussian(mu=alpha, sigma=1.0), coords={"county": 3})
+        >>> model.param_dims["alpha"]
+        ('county',)
+    """
+
+    name: str = eqx.field(static=True)
+    term: Term = eqx.field(converter=lambda v: as_term(v))
+
+    def __check_init__(self):
+        per_row = [need.key for need in self.term.needs(OBS) if need.index_of is None]
+        if per_row:
+            raise ValueError(
+                f"Deterministic '{self.name}' reads per-observation data {per_row}, so it has no "
+                "value per group to report; report the terms it is built from instead.")
+        if len(self.groups) > 1:
+            raise ValueError(
+                f"Deterministic '{self.name}' is indexed by several groups {self.groups}; "
+                "report a quantity of one group (e.g. each level's values) instead.")
+
+    @property
+    def groups(self) -> list[str]:
+        return sorted({need.index_of for need in self.term.needs(OBS) if need.index_of})
+
+    def children(self):
+        return (self.term,)
+
+    def __call__(self, p, data):
+        return self.term(p, data)
+
+    def support(self):
+        return self.term.support()
+
+    def has_intercept(self):
+        return self.term.has_intercept()
+
+    def derived(self, p, data, sizes):
+        # Evaluated once per group: the group's index column replaced by 0, 1, ..., G - 1.
+        at_groups = {**data, **{g: jnp.arange(sizes[g]) for g in self.groups}}
+        return {self.name: self.term(p, at_groups)}
+
+    def derived_dims(self, sizes):
+        return {self.name: tuple(self.groups)}
+
+    def __str__(self):
+        return self.name
 
 
 def as_term(value: Term | float | int) -> Term:
