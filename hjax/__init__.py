@@ -17,6 +17,8 @@ configure_at_import()
 from hjax import catalog
 from hjax.cognitive.likelihoods import LBA, SDT, Wiener
 from hjax.inference import check, diagnose, sample, summary
+from hjax.inference.checks import plot_loo_pit, plot_ppc
+from hjax.inference.predictive import loo, posterior_predictive, prior_predictive
 from hjax.model.constraints import Constraint, CorrCholesky, Interval, Positive, Real
 from hjax.model.data import encode
 from hjax.model.fixed import Fixed
@@ -83,6 +85,7 @@ __all__ = [
     "Constraint", "Real", "Positive", "Interval", "CorrCholesky",
     # inference
     "use_cpu_cores", "sample", "summary", "diagnose", "check", "FitSettings", "StudySettings",
+    "posterior_predictive", "prior_predictive", "loo", "plot_ppc", "plot_loo_pit",
     "Escalation",
     # studies
     "sbc", "recover", "uniformity_test", "recovery_metrics", "shrinkage", "write_report",

@@ -74,6 +74,9 @@ class Fixed(Term):
     def log_prior(self, p, data):
         return jnp.sum(self.prior.log_prob(p[self.name]))
 
+    def hyperpriors(self, p):
+        return {self.name: jnp.sum(self.prior.log_prob(p[self.name]))}
+
     def sample_prior(self, key, data, sizes, given):
         shape = self.param_specs(sizes)[self.name].shape
         if self.name in given:

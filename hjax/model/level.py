@@ -167,6 +167,14 @@ class AbstractLevel(Term):
             return p[self.name]
         return self._from_standard(p, data, p[f"{self.name}_z"])
 
+    def hyperpriors(self, p):
+        found = {}
+        if isinstance(self.scale, Prior):
+            found[f"{self.name}_sd"] = jnp.sum(self.scale.log_prob(p[f"{self.name}_sd"]))
+        if self.corr is not None:
+            found[f"{self.name}_corr"] = self.corr.log_prob(p[f"{self.name}_corr_chol"])
+        return found
+
     def log_prior(self, p, data):
         lp = jnp.zeros(())
         if isinstance(self.scale, Prior):

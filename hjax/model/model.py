@@ -214,6 +214,28 @@ class Model(eqx.Module):
             total += jnp.sum(bound.excess(values[slot], data[bound.key]) ** 2)
         return total
 
+    def free_parameters(self, values: dict[str, Array], data: dict[str, Array]) -> dict:
+        """The constrained free parameters behind reported values (a posterior draw): each
+        non-centered Level's standard-normal values follow from its group values.
+
+        Example:
+            >>> prepared = model.prepare(data)
+            >>> values = model.constrain(model.init(jax.random.key(0)), prepared)
+            >>> sorted(model.free_parameters(values, prepared))
+            ['mu', 'theta_sd', 'theta_z']
+        """
+        # Every free parameter is given or follows from given values: the key draws nothing.
+        return self.sample_prior(jax.random.key(0), data, given=values)
+
+    def pointwise_log_likelihood(self, p: dict[str, Array], data: dict[str, Array]) -> Array:
+        """Log likelihood of each observation given constrained free parameters `p`."""
+        return self.likelihood.log_prob(**self._observed(data), **self._slot_values(p, data))
+
+    def hyperpriors(self, p: dict[str, Array]) -> dict[str, Array]:
+        """Log prior density of each parameter with a prior of its own (constrained `p`)."""
+        return {name: value for term in self.terms() for name, value in
+                term.hyperpriors(p).items()}
+
     def log_likelihood(self, position: Position, data: dict[str, Array]) -> Float[Array, " n"]:
         """Log likelihood of each observation (for LOO / WAIC)."""
         p, _ = self._to_constrained(position)

@@ -70,6 +70,11 @@ class Term(eqx.Module):
         """Log prior density of this term's own parameters (constrained values)."""
         return jnp.zeros(())
 
+    def hyperpriors(self, p: dict[str, Array]) -> dict[str, Array]:
+        """Log density of each of this term's parameters that has a prior of its own (not a
+        population's values): what power-scaling sensitivity scales."""
+        return {}
+
     def sample_prior(self, key: PRNGKeyArray, data, sizes, given) -> dict[str, Array]:
         """Draw this term's and its children's parameters from the prior, except those in
         `given` (reported values held fixed, e.g. the truths of a recovery study)."""
