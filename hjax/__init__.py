@@ -19,6 +19,7 @@ from hjax.cognitive.likelihoods import LBA, SDT, Wiener
 from hjax.inference import check, diagnose, sample, summary
 from hjax.inference.checks import plot_loo_pit, plot_ppc
 from hjax.inference.predictive import loo, posterior_predictive, prior_predictive
+from hjax.model.censoring import Censored
 from hjax.model.constraints import Constraint, CorrCholesky, Interval, Positive, Real
 from hjax.model.data import encode
 from hjax.model.fixed import Fixed
@@ -78,6 +79,7 @@ __all__ = [
     "exp", "inv_logit", "softplus", "encode", "formula",
     # likelihoods
     "Likelihood", "Gaussian", "BernoulliLogit", "Binomial", "Poisson", "Custom", "Below", "Above",
+    "Censored",
     "Wiener", "LBA", "SDT",
     # priors and constraints
     "Prior", "Normal", "StudentT", "Cauchy", "HalfNormal", "HalfCauchy", "HalfStudentT",

@@ -100,6 +100,57 @@ def eight_schools(sigma: tuple[float, ...] = (15, 10, 16, 11, 9, 11, 10, 18)):
     return model, {"school": np.arange(len(sigma)), "sigma": np.asarray(sigma, float)}
 
 
+def meta_analysis(se, moderators: dict | None = None, tau: float = 0.5):
+    """Random-effects meta-analysis with known standard errors: y_j ~ N(theta_j, se_j),
+    theta_j ~ N(mu + sum_m b_m x_mj, tau) over studies j, with study-level moderators x_m
+    (one value per study) and tau ~ HalfCauchy(`tau`).
+
+    Example:
+        >>> model, design = hj.catalog.meta_analysis([0.2, 0.3, 0.1], {"dose": [1.0, 2, 3]})
+        >>> print(model.likelihood)
+        Gaussian likelihood on y
+          mu = theta[study]
+          sigma = data[se]
+    """
+    se = np.asarray(se, dtype=float)
+    loc = Fixed("mu", Normal(0.0, 2.0))
+    for name in moderators or {}:
+        loc = loc + Fixed(f"b_{name}", Normal(0.0, 1.0), predictors=name)
+    model = Model(Gaussian(mu=Level("theta", "study", loc=loc, scale=HalfCauchy(tau)),
+                           sigma=Data("se")), coords={"study": len(se)})
+    design = {"study": np.arange(len(se)), "se": se}
+    return model, design | {name: np.asarray(x, float) for name, x in (moderators or {}).items()}
+
+
+# BCG vaccine trials (Colditz et al. 1994; metafor's dat.bcg): vaccinated and control arms'
+# tuberculosis cases and non-cases, and each trial's absolute latitude.
+BCG = {
+    "tpos": [4, 6, 3, 62, 33, 180, 8, 505, 29, 17, 186, 5, 27],
+    "tneg": [119, 300, 228, 13536, 5036, 1361, 2537, 87886, 7470, 1699, 50448, 2493, 16886],
+    "cpos": [11, 29, 11, 248, 47, 372, 10, 499, 45, 65, 141, 3, 29],
+    "cneg": [128, 274, 209, 12619, 5761, 1079, 619, 87892, 7232, 1600, 27197, 2338, 17825],
+    "latitude": [44, 55, 42, 52, 13, 44, 19, 13, 27, 42, 18, 33, 33],
+}
+
+
+def bcg(moderator: bool = True):
+    """The BCG vaccine meta-analysis: log risk ratios of 13 trials with their standard
+    errors, and absolute latitude as a moderator. Returns (model, data), data with `y`.
+
+    Example:
+        >>> model, data = hj.catalog.bcg()
+        >>> round(float(data["y"][0]), 4), round(float(data["se"][0]) ** 2, 4)
+        (-0.8893, 0.3256)
+    """
+    t, c = (np.asarray(BCG[k + "pos"], float) for k in "tc")
+    tn, cn = (np.asarray(BCG[k + "neg"], float) for k in "tc")
+    y = np.log((t / (t + tn)) / (c / (c + cn)))
+    se = np.sqrt(1 / t - 1 / (t + tn) + 1 / c - 1 / (c + cn))
+    moderators = {"latitude": BCG["latitude"]} if moderator else None
+    model, design = meta_analysis(se, moderators)
+    return model, design | {"y": y}
+
+
 def ddm(participants: int = 20, trials: int = 100, centered: tuple[str, ...] = ()):
     """Hierarchical drift diffusion: v, log a and log t0 each a group mean plus participant
     deviations; unbiased start (w = 0.5). Convention: `hj.Wiener` (a = boundary separation).
@@ -148,6 +199,7 @@ def sdt_brightness(participants: int = 20, items: int = 8, trials: int = 40, see
 
 SHIPPED = {
     "ddm": ddm,
+    "meta_analysis": meta_analysis,
     "irt_2pl": irt_2pl,
     "sdt_brightness": sdt_brightness,
     "eight_schools": eight_schools,

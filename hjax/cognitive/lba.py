@@ -23,7 +23,7 @@ from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray
 
 from hjax.cognitive._dtype import float_dtype
 
-__all__ = ["lba_log_density", "lba_sample"]
+__all__ = ["lba_log_density", "lba_log_survival", "lba_sample"]
 
 _LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 
@@ -134,6 +134,41 @@ def lba_log_density(
         log_p_none = jnp.sum(log_ndtr(-v / s), axis=-1)
         log_p = log_p - jnp.log(-jnp.expm1(log_p_none))
     return jnp.where(valid, log_p, -jnp.inf)
+
+
+def lba_log_survival(
+    rt: Float[ArrayLike, "*batch"],
+    v: Float[ArrayLike, "*batch n_acc"],
+    A: Float[ArrayLike, "*batch n_acc"],
+    b: Float[ArrayLike, "*batch n_acc"],
+    t0: Float[ArrayLike, "*batch"],
+    s: Float[ArrayLike, "*batch n_acc"] = 1.0,
+    *,
+    positive_drift: bool = False,
+) -> Float[Array, "*batch"]:
+    """log P(no response by ``rt``): no accumulator has reached its threshold by ``rt - t0``.
+
+    The product of the accumulators' survivals (each includes the chance its drift is not
+    positive, so it never finishes). With ``positive_drift`` the race is conditioned on some
+    positive drift, as the density is: ``(prod_j S_j - prod_j Phi(-v_j/s_j)) / (1 - prod_j
+    Phi(-v_j/s_j))``. ``rt <= t0`` gives 0.
+
+    Example:
+        >>> round(float(lba_log_survival(1.0, v=jnp.array([1.2, 0.8]), A=0.5, b=1.0, t0=0.2)), 3)
+        -1.512
+    """
+    dtype = float_dtype(rt, v, A, b, t0, s)
+    rt, v, A, b, t0, s = (jnp.asarray(x, dtype) for x in (rt, v, A, b, t0, s))
+    v, A, b, s = jnp.broadcast_arrays(v, A, b, s)
+    t = rt - t0
+    started = t > 0
+    t = jnp.where(started, t, 1.0)
+    _, log_surv = _log_pdf_and_log_survival(t[..., None], v, A, b, s)
+    log_all = jnp.sum(log_surv, axis=-1)
+    if positive_drift:
+        log_none = jnp.sum(log_ndtr(-v / s), axis=-1)
+        log_all = _log_diff_exp(log_all, log_none) - jnp.log(-jnp.expm1(log_none))
+    return jnp.where(started, jnp.minimum(log_all, 0.0), 0.0)
 
 
 def lba_sample(

@@ -7,14 +7,16 @@ and links are checked) and the host-side checks of observed data.
 from __future__ import annotations
 
 import equinox as eqx
+import jax
 import jax.numpy as jnp
 import numpy as np
 
-from hjax.cognitive.lba import lba_log_density, lba_sample
+from hjax.cognitive.lba import lba_log_density, lba_log_survival, lba_sample
 from hjax.cognitive.sdt import sdt_log_likelihood, sdt_sample
 from hjax.cognitive.wiener import (
     wiener_log_density,
     wiener_log_density_with_lapse,
+    wiener_log_survival,
     wiener_sample,
     wiener_sample_with_lapse,
 )
@@ -29,6 +31,14 @@ def _term(**kwargs):
 
 def _optional_term(value):
     return None if value is None else as_term(value)
+
+
+def _mix(p_lapse, log_model, lapse_probability):
+    """log((1 - p) exp(log_model) + p * lapse), with finite gradients where the model's part
+    is -inf (an RT before t0, a contaminant's)."""
+    finite = jnp.isfinite(log_model)
+    model_part = jnp.where(finite, jnp.exp(jnp.where(finite, log_model, 0.0)), 0.0)
+    return jnp.log((1 - p_lapse) * model_part + p_lapse * lapse_probability)
 
 
 def _lowest(term: Term) -> float | None:
@@ -84,6 +94,15 @@ class Wiener(Likelihood):
         return wiener_log_density_with_lapse(rt, choice, v, a, w, t0, sv, p_lapse=p_lapse,
                                              rt_max=self.rt_max)
 
+    def log_survival(self, value, v, a, t0, w, sv=0.0, p_lapse=None):
+        """log P(no response by `value`), lapses included: a lapse's uniform RT on
+        [0, rt_max] is later than `value` with probability (rt_max - value) / rt_max."""
+        log_s = wiener_log_survival(value, v, a, w, t0, sv)
+        if p_lapse is None:
+            return log_s
+        late = jnp.clip((self.rt_max - value) / self.rt_max, 0.0, 1.0)
+        return jnp.log((1 - p_lapse) * jnp.exp(log_s) + p_lapse * late)
+
     def sample(self, key, v, a, t0, w, sv=0.0, p_lapse=None):
         shape = jnp.shape(v + a + t0 + w)
         if p_lapse is None:
@@ -121,6 +140,8 @@ class LBA(Likelihood):
     [0, `A`]; threshold `b = A + B` (`B` > 0 keeps b above A); drift sd `s`; non-decision time
     `t0`. `choice` is the winning accumulator's index. With `positive_drift` (default) the race
     is conditioned on at least one positive drift, in the density and in the simulator alike.
+    With `p_lapse`, each trial is, with that probability, a contaminant: uniform RT on [0,
+    `rt_max`] and a uniformly random choice (also in the survival of a censored trial).
 
     Example:
         >>> lba = hj.LBA(v=(hj.Fixed("v_match"), hj.Fixed("v_mis")),
@@ -141,27 +162,33 @@ class LBA(Likelihood):
     B: Term = _term()
     t0: Term = _term()
     s: Term = _term(default=1.0)
+    p_lapse: Term | None = eqx.field(default=None, converter=_optional_term)
+    rt_max: float = eqx.field(static=True, default=5.0)
     positive_drift: bool = eqx.field(static=True, default=True)
     rt: str = eqx.field(static=True, default="rt")
     choice: str = eqx.field(static=True, default="choice")
 
     observed = ("rt", "choice")
 
-    def __init__(self, v, A, B, t0, s=1.0, *, positive_drift=True, rt="rt", choice="choice"):
+    def __init__(self, v, A, B, t0, s=1.0, *, p_lapse=None, rt_max=5.0, positive_drift=True,
+                 rt="rt", choice="choice"):
         if len(v) < 2:
             raise ValueError(f"LBA needs one drift term per accumulator (>= 2); got {len(v)}.")
         self.drifts = tuple(as_term(term) for term in v)
         self.A, self.B, self.t0, self.s = (as_term(x) for x in (A, B, t0, s))
+        self.p_lapse, self.rt_max = _optional_term(p_lapse), rt_max
         self.positive_drift, self.rt, self.choice = positive_drift, rt, choice
 
     @property
     def parameters(self):
         drifts = {f"v{i}": C.real for i in range(len(self.drifts))}
-        return drifts | {"A": C.positive, "B": C.positive, "t0": C.positive, "s": C.positive}
+        return drifts | {"A": C.positive, "B": C.positive, "t0": C.positive, "s": C.positive,
+                         "p_lapse": C.unit_interval}
 
     def terms(self):
         drifts = {f"v{i}": term for i, term in enumerate(self.drifts)}
-        return drifts | {"A": self.A, "B": self.B, "t0": self.t0, "s": self.s}
+        lapse = {} if self.p_lapse is None else {"p_lapse": self.p_lapse}
+        return drifts | {"A": self.A, "B": self.B, "t0": self.t0, "s": self.s} | lapse
 
     def _race(self, params):
         drifts = jnp.broadcast_arrays(*(params[f"v{i}"] for i in range(len(self.drifts))))
@@ -171,23 +198,50 @@ class LBA(Likelihood):
 
     def log_prob(self, rt, choice, **params):
         v, A, b, s = self._race(params)
-        return lba_log_density(rt, choice, v, A, b, params["t0"], s,
-                               positive_drift=self.positive_drift)
+        log_race = lba_log_density(rt, choice, v, A, b, params["t0"], s,
+                                   positive_drift=self.positive_drift)
+        if self.p_lapse is None:
+            return log_race
+        inside = (rt >= 0) & (rt <= self.rt_max)
+        lapse = jnp.where(inside, 1.0 / (self.rt_max * len(self.drifts)), 0.0)
+        return _mix(params["p_lapse"], log_race, lapse)
+
+    def log_survival(self, value, **params):
+        """log P(no response by `value`), lapses included."""
+        v, A, b, s = self._race(params)
+        log_race = lba_log_survival(value, v, A, b, params["t0"], s,
+                                    positive_drift=self.positive_drift)
+        if self.p_lapse is None:
+            return log_race
+        return _mix(params["p_lapse"], log_race,
+                    jnp.clip((self.rt_max - value) / self.rt_max, 0.0, 1.0))
 
     def sample(self, key, **params):
         v, A, b, s = self._race(params)
-        rt, choice = lba_sample(key, v, A, b, params["t0"], s, v.shape[:-1],
+        race_key, lapse_key = (key, None) if self.p_lapse is None else jax.random.split(key)
+        rt, choice = lba_sample(race_key, v, A, b, params["t0"], s, v.shape[:-1],
                                 positive_drift=self.positive_drift)
+        if self.p_lapse is not None:
+            k_which, k_rt, k_choice = jax.random.split(lapse_key, 3)
+            lapse = jax.random.bernoulli(k_which, params["p_lapse"], rt.shape)
+            rt = jnp.where(lapse, jax.random.uniform(k_rt, rt.shape, rt.dtype, 0.0,
+                                                     self.rt_max), rt)
+            choice = jnp.where(lapse, jax.random.randint(k_choice, rt.shape, 0,
+                                                         len(self.drifts)), choice)
         return {"rt": rt, "choice": choice.astype(jnp.int32)}
 
     def data_bounds(self):
-        return {"t0": Below(self.rt)}
+        # With lapses a trial faster than t0 is a contaminant, not impossible.
+        return {"t0": Below(self.rt)} if self.p_lapse is None else {}
 
     def check_observed(self, name, values):
         n = len(self.drifts)
         if name == self.choice:
             ok = np.all((values >= 0) & (values < n) & (values == np.round(values)))
             return None if ok else f"must be accumulator indices 0..{n - 1}"
+        if self.p_lapse is not None:
+            outside = np.any(values < 0) or np.any(values > self.rt_max)
+            return f"must be RTs in the lapse range [0, {self.rt_max:g}] s" if outside else None
         floor = _lowest(self.t0)
         if np.any(values <= 0) or (floor is not None and np.any(values <= floor)):
             return (f"must be positive RTs above the smallest non-decision time t0 allows "

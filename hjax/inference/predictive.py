@@ -64,7 +64,8 @@ def _per_draw(model, data, values, key):
     p = model.free_parameters(values, data)
     n_obs = n_observations(model, data)
     slots = {slot: jnp.broadcast_to(v, (n_obs,)) for slot, v in model._slot_values(p, data).items()}
-    simulated = model.likelihood.sample(key, **slots)
+    columns = {arg: data[k] for arg, k in model.likelihood.data_keys().items()}
+    simulated = model.likelihood.sample(key, **slots, **columns)
     predicted = {name: simulated[arg] for arg, name in model.likelihood.observed_keys().items()}
     return predicted, model.pointwise_log_likelihood(p, data), model.hyperpriors(p)
 

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 import numpy as np
 import xarray as xr
 
+from hjax.model.data import OBSERVED_ROWS
 from hjax.model.terms import OBS
 
 __all__ = ["STAT_NAMES", "to_datatree"]
@@ -42,12 +43,15 @@ def _draws_dataset(values: Mapping[str, np.ndarray], dims: Mapping[str, tuple], 
 
 
 def _data_dataset(model, data: Mapping[str, np.ndarray], keys, batched: bool) -> xr.Dataset:
+    observed_keys = set(model.likelihood.observed_keys().values())
     contexts = {need.key: need.context for need in model.needs()}
     dims = {key: contexts.get(key, OBS) for key in keys}
     coords = {dim: list(model.coords[dim]) for dim in dims.values() if dim != OBS}
     variables = {}
     for key, dim in dims.items():
         array = np.asarray(data[key])
+        if key in observed_keys and OBSERVED_ROWS in data:  # missing outcomes shown as NaN
+            array = np.where(np.asarray(data[OBSERVED_ROWS]) > 0, array, np.nan)
         if not batched:
             array = array[0]
         # An index column named like its group (data["item"] next to per-item data) would

@@ -187,7 +187,23 @@ class Counts(Support):
         return "positive whole numbers"
 
 
+class Limits(Support):
+    """Censoring limits, one per row: any number, or -inf / inf for a row without one.
+
+    Example:
+        >>> Limits().check(np.array([0.5, np.inf, np.nan]))
+        array([ True,  True, False])
+    """
+
+    def check(self, values):
+        return ~np.isnan(np.asarray(values, dtype=float))
+
+    def __str__(self):
+        return "a number or +-inf"
+
+
 real = Real()
+limits = Limits()
 positive = Positive()
 unit_interval = Interval(0.0, 1.0)
 corr_cholesky = CorrCholesky()

@@ -107,11 +107,13 @@ def _nesting_map(model: Model, need: Need, raw: Mapping) -> np.ndarray:
 
 
 def _check_finite(key: str, values: np.ndarray, support: C.Support, user: str) -> None:
-    bad = ~np.isfinite(values)
+    # Censoring limits may be infinite (no limit on that row); nothing may be NaN.
+    bad = np.isnan(values) if isinstance(support, C.Limits) else ~np.isfinite(values)
     if np.any(bad):
         raise ValueError(
             f"data['{key}'] has {bad.sum()} NaN/inf values at rows {preview(np.flatnonzero(bad))}"
-            f" (used by {user}). Drop or impute those rows before fitting."
+            f" (used by {user}). Drop or impute those rows before fitting; missing outcomes can "
+            "be declared instead: hj.Model(..., missing=True)."
         )
     outside = ~support.check(values)
     if np.any(outside):
@@ -157,6 +159,27 @@ def _check_groups_used(model: Model, out: dict, needs: list[Need]) -> None:
             )
 
 
+OBSERVED_ROWS = "observed_rows"  # with `missing=True`: 1 where a row's outcome was observed
+
+
+def _missing_outcomes(model: Model, raw: Mapping) -> Mapping:
+    """With `missing=True`, rows whose observed columns hold NaN are marked in
+    `raw[OBSERVED_ROWS]` and given a placeholder: the column's first observed value, where the
+    likelihood and its gradients are finite (the row is masked out of the density)."""
+    keys = [k for k in model.likelihood.observed_keys().values() if k in raw]
+    if not model.missing or not keys:
+        return raw
+    columns = {k: np.asarray(raw[k], dtype=np.float64) for k in keys}
+    missing = np.any([np.isnan(v) for v in columns.values()], axis=0)
+    if OBSERVED_ROWS in raw:  # prepared before (e.g. a fit's data): its mask stands
+        missing |= np.asarray(raw[OBSERVED_ROWS]) == 0
+    if missing.all():
+        raise ValueError(f"Every row's {keys} is missing: there is nothing to fit.")
+    first = np.flatnonzero(~missing)[0]
+    filled = {k: np.where(missing, v[first], v) for k, v in columns.items()}
+    return {**raw, **filled, OBSERVED_ROWS: (~missing).astype(np.float64)}
+
+
 def prepare_data(model: Model, raw: Mapping, *, observed: bool = True) -> dict:
     """See `Model.prepare`."""
     if not isinstance(raw, Mapping):
@@ -170,6 +193,9 @@ def prepare_data(model: Model, raw: Mapping, *, observed: bool = True) -> dict:
                 f"'{need.context}' (by {need.user}); use separate columns."
             )
     name = type(model.likelihood).__name__
+    raw = _missing_outcomes(model, raw)
+    if OBSERVED_ROWS in raw:
+        needs[OBSERVED_ROWS] = Need(OBSERVED_ROWS, OBS, user="the rows observed (missing=True)")
     for key in model.likelihood.observed_keys().values():
         # In a design (observed=False) an observed column is optional: it only fixes the number
         # of observations of a model with no other per-observation column.

@@ -97,6 +97,24 @@ class Likelihood(eqx.Module):
         """Describe what is wrong with observed values (host check), or None."""
         return None
 
+    def data_keys(self) -> dict[str, str]:
+        """Argument name -> data key of the columns `log_prob` and `sample` read beside the
+        observed ones (e.g. censoring limits)."""
+        return {}
+
+    def needs(self) -> list:
+        """The `Need`s of those columns."""
+        return []
+
+    def log_cdf(self, value: Array, **params) -> Array:
+        """log P(Y <= value) per row, for censoring (a likelihood that has it)."""
+        raise NotImplementedError(f"{type(self).__name__} has no CDF: it cannot be censored.")
+
+    def log_survival(self, value: Array, **params) -> Array:
+        """log P(Y >= value) per row (for RT models: P(no response by `value`))."""
+        raise NotImplementedError(f"{type(self).__name__} has no survival function: it "
+                                  "cannot be censored.")
+
     def data_bounds(self) -> dict[str, Below | Above]:
         """Bounds the data put on parameter slots (slot -> `Below` / `Above`): where broken, an
         observation has zero likelihood. The start search keeps chains inside them."""
@@ -167,6 +185,12 @@ class Gaussian(Likelihood):
 
     def log_prob(self, y, mu, sigma):
         return jss.norm.logpdf(y, mu, sigma)
+
+    def log_cdf(self, value, mu, sigma):
+        return jss.norm.logcdf(value, mu, sigma)
+
+    def log_survival(self, value, mu, sigma):
+        return jss.norm.logcdf(-value, -mu, sigma)
 
     def sample(self, key, mu, sigma):
         return {"y": mu + sigma * jax.random.normal(key, jnp.shape(mu + sigma))}
@@ -251,6 +275,18 @@ class Poisson(Likelihood):
 
     def log_prob(self, y, log_rate):
         return y * log_rate - jnp.exp(log_rate) - jsp.gammaln(y + 1)
+
+    def log_cdf(self, value, log_rate):
+        # P(Y <= k) = Q(k + 1, rate), the regularized upper incomplete gamma function; floored
+        # at the smallest normal float, so that an underflow gives no NaN gradient.
+        q = jsp.gammaincc(jnp.floor(value) + 1.0, jnp.exp(log_rate))
+        return jnp.log(jnp.maximum(q, jnp.finfo(q.dtype).tiny))
+
+    def log_survival(self, value, log_rate):
+        # P(Y >= k) = P(k, rate), the regularized lower one (1 for k <= 0).
+        k = jnp.ceil(value)
+        p = jsp.gammainc(jnp.maximum(k, 1.0), jnp.exp(log_rate))
+        return jnp.where(k > 0, jnp.log(jnp.maximum(p, jnp.finfo(p.dtype).tiny)), 0.0)
 
     def sample(self, key, log_rate):
         return {"y": jax.random.poisson(key, jnp.exp(log_rate)).astype(jnp.int32)}

@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from hjax.model.data import n_observations, prepare_data, preview
+from hjax.model.data import OBSERVED_ROWS, n_observations, prepare_data, preview
 from hjax.model.likelihoods import Likelihood, slot_problem
 from hjax.model.terms import OBS, Data, Deterministic, Need, ParamSpec, Term
 
@@ -62,6 +62,8 @@ class Model(eqx.Module):
     Args:
         likelihood: the observation model, its parameter slots filled with terms.
         coords: for each group a term indexes, its size or its labels (in index order).
+        missing: observations may be missing (NaN in an observed column): such a row adds
+            nothing to the likelihood, and the posterior predictive predicts it.
 
     Example:
         >>> model = hj.Model(
@@ -90,8 +92,10 @@ class Model(eqx.Module):
 
     likelihood: Likelihood
     group_coords: tuple[tuple[str, tuple], ...] = eqx.field(static=True)
+    missing: bool = eqx.field(static=True, default=False)
 
-    def __init__(self, likelihood: Likelihood, coords: Mapping[str, int | Sequence]):
+    def __init__(self, likelihood: Likelihood, coords: Mapping[str, int | Sequence], *,
+                 missing: bool = False):
         if not isinstance(likelihood, Likelihood):
             raise TypeError(f"Expected a hj likelihood (e.g. hj.Gaussian); got {likelihood!r}.")
         if not isinstance(coords, Mapping):
@@ -100,6 +104,7 @@ class Model(eqx.Module):
         self.likelihood = likelihood
         self.group_coords = tuple((name, _group_labels(name, labels))
                                   for name, labels in coords.items())
+        self.missing = missing
 
     def __check_init__(self):
         for slot, required in self.likelihood.slot_supports().items():
@@ -163,7 +168,7 @@ class Model(eqx.Module):
                     need = Need(need.key, OBS, support=supports[slot],
                                 user=f"{type(self.likelihood).__name__}.{slot}")
                 needs.append(need)
-        return needs
+        return needs + self.likelihood.needs()
 
     @property
     def coords(self) -> dict[str, tuple]:
@@ -194,7 +199,9 @@ class Model(eqx.Module):
         return {slot: term(p, data) for slot, term in self.likelihood.terms().items()}
 
     def _observed(self, data) -> dict[str, Array]:
-        return {arg: data[key] for arg, key in self.likelihood.observed_keys().items()}
+        """The columns the likelihood reads: observed ones, and others (censoring limits)."""
+        keys = self.likelihood.observed_keys() | self.likelihood.data_keys()
+        return {arg: data[key] for arg, key in keys.items()}
 
     def bound_violation(self, position: Position, data: dict[str, Array]) -> Float[Array, ""]:
         """How far the slots are outside the bounds the data put on them (the likelihood's
@@ -228,8 +235,16 @@ class Model(eqx.Module):
         return self.sample_prior(jax.random.key(0), data, given=values)
 
     def pointwise_log_likelihood(self, p: dict[str, Array], data: dict[str, Array]) -> Array:
-        """Log likelihood of each observation given constrained free parameters `p`."""
-        return self.likelihood.log_prob(**self._observed(data), **self._slot_values(p, data))
+        """Log likelihood of each observation given constrained free parameters `p` (0 for a
+        missing one)."""
+        return self._masked(self.likelihood.log_prob(**self._observed(data),
+                                                     **self._slot_values(p, data)), data)
+
+    def _masked(self, log_lik: Array, data: dict[str, Array]) -> Array:
+        """A missing observation (`missing=True`) contributes nothing to the likelihood."""
+        if not self.missing:
+            return log_lik
+        return jnp.where(data[OBSERVED_ROWS] > 0, log_lik, jnp.zeros_like(log_lik))
 
     def hyperpriors(self, p: dict[str, Array]) -> dict[str, Array]:
         """Log prior density of each parameter with a prior of its own (constrained `p`)."""
@@ -246,7 +261,7 @@ class Model(eqx.Module):
         p, log_jac = self._to_constrained(position)
         log_prior = sum((term.log_prior(p, data) for term in self.terms()), jnp.zeros(()))
         log_lik = self.likelihood.log_prob(**self._observed(data), **self._slot_values(p, data))
-        return log_jac + log_prior + jnp.sum(log_lik)
+        return log_jac + log_prior + jnp.sum(self._masked(log_lik, data))
 
     # --- positions ----------------------------------------------------------------------------
     def init(self, key: PRNGKeyArray, radius: float = 2.0) -> Position:
@@ -308,7 +323,8 @@ class Model(eqx.Module):
         n_obs = n_observations(self, design)
         params = {slot: jnp.broadcast_to(v, (n_obs,))
                   for slot, v in self._slot_values(p, design).items()}
-        simulated = self.likelihood.sample(key_obs, **params)
+        columns = {arg: design[key] for arg, key in self.likelihood.data_keys().items()}
+        simulated = self.likelihood.sample(key_obs, **params, **columns)
         observed = {key: simulated[arg] for arg, key in self.likelihood.observed_keys().items()}
         return self._report(p, design), {**design, **observed}
 

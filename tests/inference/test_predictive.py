@@ -98,3 +98,27 @@ def test_batched_fits_get_the_groups_per_dataset():
     assert fit.log_likelihood["y"].dims == ("dataset", "chain", "draw", "obs")
     assert fit.posterior_predictive["y"].shape == (3, 2, 50, 6)
     assert set(fit.log_prior.data_vars) == {"mu"}  # theta's scale is fixed: no prior of its own
+
+
+def test_missing_outcomes_are_masked_and_predicted():
+    """Rows with a missing outcome (missing=True) leave the posterior as if they were
+    removed: the exact conjugate posterior of the other rows, within Monte Carlo error."""
+    data = conjugate_data(5, GROUPS, per_group=4)
+    gone = np.array([1, 6, 10])
+    masked = dict(data, y=np.where(np.isin(np.arange(12), gone), np.nan, data["y"]))
+    base = conjugate_model(GROUPS)
+    model = hj.Model(base.likelihood, coords={"g": GROUPS}, missing=True)
+    with pytest.raises(ValueError, match=r"3 NaN/inf values.*hj.Model\(\.\.\., missing=True\)"):
+        base.prepare(masked)
+    fit = hj.sample(model, masked, key=0, chains=4, warmup=500, draws=1000, warn=False)
+    rest = {k: np.delete(v, gone) for k, v in data.items()}
+    mean, cov = conjugate_posterior(rest, GROUPS)
+    summary = hj.summary(fit, var_names=["mu", "theta"])
+    for j, label in enumerate(["mu", "theta[0]", "theta[1]", "theta[2]"]):
+        z = abs(summary.loc[label, "mean"] - mean[j]) / summary.loc[label, "mcse_mean"]
+        assert z < 4, (label, z)
+        assert abs(summary.loc[label, "sd"] / np.sqrt(cov[j, j]) - 1) < 0.1, label
+    fit = hj.posterior_predictive(model, fit, key=1)
+    predicted = fit.posterior_predictive["y"].values[..., gone]
+    assert np.all(np.isfinite(predicted)) and predicted.std() > 0
+    np.testing.assert_array_equal(fit.log_likelihood["y"].values[..., gone], 0.0)
