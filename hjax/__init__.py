@@ -18,12 +18,19 @@ from hjax import catalog
 from hjax.cognitive.likelihoods import LBA, SDT, Wiener
 from hjax.inference import check, diagnose, sample, summary
 from hjax.inference.checks import plot_loo_pit, plot_ppc
-from hjax.inference.predictive import loo, posterior_predictive, prior_predictive
+from hjax.inference.predictive import (
+    loo,
+    loo_per_dataset,
+    posterior_predictive,
+    prior_predictive,
+    prior_sensitivity,
+)
 from hjax.model.censoring import Censored
 from hjax.model.constraints import Constraint, CorrCholesky, Interval, Positive, Real
 from hjax.model.data import encode
 from hjax.model.fixed import Fixed
 from hjax.model.formula import formula
+from hjax.model.imputed import Imputed
 from hjax.model.level import Crossed, Level, Nested
 from hjax.model.likelihoods import (
     Above,
@@ -75,7 +82,7 @@ from hjax.studies.sbc import sbc
 __all__ = [
     # model
     "Model", "Fixed", "Level", "Nested", "Crossed", "Data", "Const", "Sum", "Term", "Neg",
-    "Product", "Quotient", "Deterministic",
+    "Product", "Quotient", "Deterministic", "Imputed",
     "exp", "inv_logit", "softplus", "encode", "formula",
     # likelihoods
     "Likelihood", "Gaussian", "BernoulliLogit", "Binomial", "Poisson", "Custom", "Below", "Above",
@@ -87,7 +94,8 @@ __all__ = [
     "Constraint", "Real", "Positive", "Interval", "CorrCholesky",
     # inference
     "use_cpu_cores", "sample", "summary", "diagnose", "check", "FitSettings", "StudySettings",
-    "posterior_predictive", "prior_predictive", "loo", "plot_ppc", "plot_loo_pit",
+    "posterior_predictive", "prior_predictive", "loo", "loo_per_dataset", "prior_sensitivity",
+    "plot_ppc", "plot_loo_pit",
     "Escalation",
     # studies
     "sbc", "recover", "uniformity_test", "recovery_metrics", "shrinkage", "write_report",

@@ -101,6 +101,8 @@ class FitSettings(BaseModel):
         save_warmup: also keep the warmup iterations.
         escalation: when a fit that fails its diagnostics is refitted, and how (`Escalation`);
             never by default for `hj.sample`, twice for studies.
+        reduce: summarise rows that share their slot values per cell (an exact reduction of
+            the likelihood; `hjax.model.reduction`), where it pays.
 
     Example:
         >>> FitSettings(sampler="blackjax", vectorize=4).vectorize
@@ -124,6 +126,7 @@ class FitSettings(BaseModel):
     devices: int | None = Field(None, ge=1)
     save_warmup: bool = False
     escalation: Escalation = Field(default_factory=Escalation)
+    reduce: bool = True
 
     @model_validator(mode="after")
     def _sampler_options(self) -> Self:
@@ -150,6 +153,9 @@ class StudySettings(FitSettings):
             resumption and of sharding across workers.
         max_rank: the most thinned draws each SBC rank is taken among.
         escalation: by default two refits of each fit that fails its diagnostics.
+        loo: record each fit's PSIS-LOO (`elpd_loo`, `p_loo`, `high_pareto_k`).
+        sensitivity: record each scalar's power-scaling sensitivity to the prior and to the
+            likelihood (`prior_sensitivity`, `likelihood_sensitivity`).
 
     Example:
         >>> StudySettings(chains=2).batch_size
@@ -160,6 +166,8 @@ class StudySettings(FitSettings):
     draws: int = Field(500, ge=1)
     batch_size: int = Field(16, ge=1)
     max_rank: int = Field(99, ge=1)
+    loo: bool = False
+    sensitivity: bool = False
     escalation: Escalation = Field(default_factory=lambda: Escalation(attempts=2))
 
 

@@ -29,7 +29,8 @@ from hjax.inference.keys import as_key
 from hjax.inference.results import OBS
 from hjax.model.data import n_observations
 
-__all__ = ["PARETO_K", "loo", "posterior_predictive", "prior_predictive"]
+__all__ = ["PARETO_K", "loo", "loo_per_dataset", "posterior_predictive", "prior_predictive",
+           "prior_sensitivity"]
 
 PARETO_K = 0.7  # above it, PSIS-LOO's estimate for an observation is unreliable
 
@@ -165,3 +166,84 @@ def loo(fit: xr.DataTree, **options) -> azs.ELPDData:
             "leave-one-out density, or try arviz_stats.loo_moment_match.", UserWarning,
             stacklevel=2)
     return result
+
+
+def _dataset(fit: xr.DataTree, d: int) -> xr.DataTree:
+    """Dataset `d` of a batched fit, as a fit of its own."""
+    return xr.DataTree.from_dict({
+        name: node.to_dataset().isel(dataset=d) if "dataset" in node.dims else node.to_dataset()
+        for name, node in fit.children.items()})
+
+
+def _per_dataset(fit: xr.DataTree) -> list[xr.DataTree]:
+    if "dataset" not in fit.posterior.dims:
+        return [fit]
+    return [_dataset(fit, d) for d in range(fit.posterior.sizes["dataset"])]
+
+
+def _scalars(values: xr.Dataset) -> dict[str, float]:
+    """Stan-style labels (theta[A]) -> value, over every element of every variable."""
+    out = {}
+    for name, da in values.data_vars.items():
+        if not da.dims:
+            out[name] = float(da)
+            continue
+        for index in np.ndindex(*da.shape):
+            labels = [str(da[d].values[i]) if d in da.coords else str(i)
+                      for d, i in zip(da.dims, index, strict=True)]
+            out[f"{name}[{', '.join(labels)}]"] = float(da.values[index])
+    return out
+
+
+def prior_sensitivity(fit: xr.DataTree, *, threshold: float = 0.05) -> xr.Dataset:
+    """Power-scaling sensitivity (priorsense, by arviz-stats' `psense`) of every scalar to the
+    prior and to the likelihood, per dataset of a batched fit: prior sensitivity above
+    `threshold` means an informative prior, likelihood sensitivity below it a weak likelihood.
+
+    Args:
+        fit: a fit with `log_likelihood` and `log_prior` groups (`hj.posterior_predictive`).
+        threshold: where a sensitivity counts.
+
+    Returns:
+        dims (dataset, variable) or (variable,): `prior`, `likelihood`, and `prior_sensitive`,
+        `likelihood_weak` (bool).
+
+    Example:
+        >>> fit = hj.posterior_predictive(model, hj.sample(model, data, key=0, chains=2,
+        ...                               warmup=100, draws=50, warn=False), key=1)
+        >>> sorted(prior_sensitivity(fit).data_vars)
+        ['likelihood', 'likelihood_weak', 'prior', 'prior_sensitive']
+    """
+    rows = []
+    for one in _per_dataset(fit):
+        prior = _scalars(azs.psense(one, group="prior"))
+        likelihood = _scalars(azs.psense(one, group="likelihood"))
+        rows.append((list(prior), [prior[k] for k in prior], [likelihood[k] for k in prior]))
+    labels = rows[0][0]
+    lead = ("dataset", "variable") if "dataset" in fit.posterior.dims else ("variable",)
+    pick = (lambda i: np.array([r[i] for r in rows])) if len(lead) == 2 else (
+        lambda i: np.array(rows[0][i]))
+    out = xr.Dataset({"prior": (lead, pick(1)), "likelihood": (lead, pick(2))},
+                     coords={"variable": labels})
+    return out.assign(prior_sensitive=out.prior > threshold,
+                      likelihood_weak=out.likelihood < threshold)
+
+
+def loo_per_dataset(fit: xr.DataTree) -> xr.Dataset:
+    """PSIS-LOO of each dataset of a batched fit (one with a `log_likelihood` group):
+    `elpd_loo`, its `se`, `p_loo` and the observations with Pareto k above 0.7.
+
+    Example:
+        >>> loo_per_dataset(fit).elpd_loo.dims  # doctest: +SKIP
+        ('dataset',)
+    """
+    results = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the count of high k is the per-dataset record
+        for one in _per_dataset(fit):
+            result = azs.loo(one, pointwise=True)
+            results.append((float(result.elpd), float(result.se), float(result.p),
+                            int(np.sum(np.asarray(result.pareto_k) > PARETO_K))))
+    columns = np.array(results).T
+    return xr.Dataset({name: ("dataset", values) for name, values in zip(
+        ("elpd_loo", "elpd_loo_se", "p_loo", "high_pareto_k"), columns, strict=True)})

@@ -23,6 +23,7 @@ from hjax.inference.keys import as_key, sampling_key
 from hjax.inference.progress import progress_bar
 from hjax.inference.results import STAT_NAMES, to_datatree
 from hjax.inference.samplers import sampler_for
+from hjax.model.reduction import plan_reduction
 from hjax.settings import FitSettings, validated
 
 __all__ = ["sample"]
@@ -121,10 +122,15 @@ def sample(
     batch, batched = as_batch(model, data)
     host_data = {k: np.asarray(v) for k, v in batch.items()}
     index = first_dataset + np.arange(next(iter(batch.values())).shape[0])
+    # The fitted model may be the exact reduction of this one: the same posterior.
+    plan = plan_reduction(model, host_data) if settings.reduce else None
+    fitted, fitted_batch = (plan.model, plan.batch) if plan else (model, batch)
 
     def fit(attempt_settings: FitSettings, rows: np.ndarray, attempt: int) -> Run:
-        return _run(model, attempt_settings, {k: v[rows] for k, v in batch.items()},
-                    attempt_key(key, attempt), progress, index[rows])
+        run = _run(fitted, attempt_settings, {k: v[rows] for k, v in fitted_batch.items()},
+                   attempt_key(key, attempt), progress, index[rows])
+        return run._replace(attrs=run.attrs | {"reduction": plan.describe() if plan else
+                                               "none"})
 
     def diagnose(run: Run, rows: np.ndarray) -> xr.Dataset:
         rows_data = {k: v[rows] for k, v in host_data.items()}

@@ -159,6 +159,29 @@ def _check_groups_used(model: Model, out: dict, needs: list[Need]) -> None:
             )
 
 
+def slot_key(key: str) -> str:
+    """The column that gives each row of an imputed column its missing value's index (the
+    number of missing values for an observed row)."""
+    return f"{key}_missing_slot"
+
+
+def _imputed_slots(model: Model, need: Need, values: np.ndarray, slots=None):
+    """An imputed column's NaN rows (or those `slots`, from an earlier `prepare`, marks):
+    each one's index among the missing values, checked against the size of their group; NaN
+    replaced by 0 (the row takes its parameter)."""
+    size = model.sizes[need.missing]
+    missing = np.isnan(values)
+    if slots is not None:
+        missing |= np.asarray(slots) < size
+    if missing.sum() != size:
+        raise ValueError(
+            f"data['{need.key}'] has {int(missing.sum())} missing values, but {need.user} "
+            f"imputes {size} (coords['{need.missing}']); give coords['{need.missing}'] = "
+            f"{int(missing.sum())}.")
+    slots = np.where(missing, np.cumsum(missing) - 1, size).astype(np.int32)
+    return np.where(missing, 0.0, values), slots
+
+
 OBSERVED_ROWS = "observed_rows"  # with `missing=True`: 1 where a row's outcome was observed
 
 
@@ -219,6 +242,9 @@ def prepare_data(model: Model, raw: Mapping, *, observed: bool = True) -> dict:
         if values.dtype.kind not in "iufb":
             raise ValueError(f"data['{key}'] must be numeric; got dtype {values.dtype}.")
         values = values.astype(np.float64)
+        if need.missing is not None:
+            values, out[slot_key(key)] = _imputed_slots(model, need, values,
+                                                        raw.get(slot_key(key)))
         _check_finite(key, values, need.support, need.user)
         if need.user.endswith("(observed)"):
             problem = model.likelihood.check_observed(key, values)

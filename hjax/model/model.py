@@ -349,6 +349,11 @@ class Model(eqx.Module):
         for name, s in specs.items():
             shape = "x".join(map(str, s.shape)) or "scalar"
             lines.append(f"  {name:<{width}}  {shape:<8} {str(s.constraint):<14} ~ {s.prior}")
+        from hjax.model.reduction import DESCRIBED  # it builds models: imported when printing
+
+        if type(self.likelihood) in DESCRIBED and not self.missing:
+            lines.append("reduction: rows with equal slot values are summarised per cell when "
+                         f"fitted ({DESCRIBED[type(self.likelihood)]}); reduce=False: off")
         named = [t for t in self.terms() if isinstance(t, Deterministic)]
         if named:
             lines.append("derived quantities:")

@@ -45,6 +45,7 @@ class Need:
     index_of: str | None = None
     support: C.Support = C.real
     user: str = ""
+    missing: str | None = None  # NaN allowed: one per member of this group (`Imputed`)
 
 
 class Term(eqx.Module):

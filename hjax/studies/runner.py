@@ -22,6 +22,7 @@ import numpy as np
 import xarray as xr
 
 from hjax.inference.diagnostics import diagnose
+from hjax.inference.predictive import loo_per_dataset, posterior_predictive, prior_sensitivity
 from hjax.inference.sample import sample
 from hjax.inference.samplers import sampler_for
 from hjax.settings import StudySettings
@@ -253,6 +254,10 @@ class _BatchStudy:
         # Tie-breaking of ranks: from the key, never from the batch order.
         self.tie_seed = [int(w) for w in np.ravel(jax.random.key_data(fit_key))]
 
+    def _workflow(self, fit, indices):
+        return _workflow_columns(self.fit_model, fit, self.settings,
+                                 jax.random.fold_in(self.prior_key, int(indices[0])), indices)
+
     def fit(self, batch: Batch) -> xr.Dataset:
         if self._prior_variance is None:
             self._prior_variance = prior_variance(self.fit_model, self.design, self.prior_key)
@@ -279,6 +284,7 @@ class _BatchStudy:
             attempts.assign_coords(dataset=indices))
         if self.extra is not None:
             table = table.merge(self.extra(fit, data, indices))
+        table = table.merge(self._workflow(fit, indices), join="left")
         # Held scalar values label each dataset (a recovery's grid point).
         table = table.assign_coords({f"held_{name}": ("dataset", values[indices])
                                      for name, values in self.given.items() if values.ndim == 1})
@@ -305,6 +311,21 @@ def merge_directory(directory: str | os.PathLike) -> xr.Dataset:
         table = store.load(batch)
         (missing if table is None else tables).append(batch if table is None else table)
     return combine(tables, store.manifest["n_datasets"], missing)
+
+
+def _workflow_columns(model, fit, settings, key, indices) -> xr.Dataset:
+    """Per-dataset PSIS-LOO and per-(dataset, variable) power-scaling sensitivity, as asked."""
+    if not (settings.loo or settings.sensitivity):
+        return xr.Dataset(coords={"dataset": indices})
+    fit = posterior_predictive(model, fit, key=key)
+    columns = xr.Dataset()
+    if settings.loo:
+        columns = columns.merge(loo_per_dataset(fit))
+    if settings.sensitivity:
+        found = prior_sensitivity(fit)
+        columns = columns.merge(found[["prior", "likelihood"]].rename(
+            prior="prior_sensitivity", likelihood="likelihood_sensitivity"))
+    return columns.assign_coords(dataset=indices)
 
 
 def combine(tables: list[xr.Dataset], n_datasets: int, missing: list[Batch] = ()) -> xr.Dataset:
