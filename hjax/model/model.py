@@ -82,6 +82,7 @@ class Model(eqx.Module):
           theta_sd  scalar   positive       ~ HalfCauchy(5)
           theta_z   8        real           ~ Normal(0, 1), non-centered Normal(mu, theta_sd)
           mu        scalar   real           ~ Normal(0, 5)
+        fitted on cells of equal rows (n, mean, sum of squares; reduce=False: row by row)
         >>> data = model.prepare({"y": np.array([28.0, 8, -3, 7, -1, 1, 18, 12]),
         ...                       "sigma": np.array([15.0, 10, 16, 11, 9, 11, 10, 18]),
         ...                       "school": np.arange(8)})
@@ -352,8 +353,8 @@ class Model(eqx.Module):
         from hjax.model.reduction import DESCRIBED  # it builds models: imported when printing
 
         if type(self.likelihood) in DESCRIBED and not self.missing:
-            lines.append("reduction: rows with equal slot values are summarised per cell when "
-                         f"fitted ({DESCRIBED[type(self.likelihood)]}); reduce=False: off")
+            lines.append(f"fitted on cells of equal rows ({DESCRIBED[type(self.likelihood)]}; "
+                         "reduce=False: row by row)")
         named = [t for t in self.terms() if isinstance(t, Deterministic)]
         if named:
             lines.append("derived quantities:")

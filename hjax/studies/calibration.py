@@ -188,6 +188,8 @@ def adjust_pvalues(p_values: np.ndarray,
 def _ecdf_test(ranks: np.ndarray, max_rank: int) -> tuple[float, float]:
     n = ranks.size
     null = _null(n, max_rank)
+    if null.z.size == 0:  # one dataset: no interior point, nothing to test
+        return 1.0, 1.0
     counts = np.rint(rank_ecdf(ranks, max_rank, null.z) * n).astype(int)
     statistic = float(null.statistic(counts))
     return statistic, 1.0 - null.prob_above(statistic)

@@ -42,7 +42,7 @@ class Problem:
     name: str
     model: hj.Model
     design: dict
-    numpyro_model: Callable[[Data], None]
+    numpyro_model: Callable[[Data], None] | None
     stan_code: str
     stan_data: Callable[[Data], dict]
     params: tuple[str, ...]
@@ -223,6 +223,56 @@ def radon() -> Problem:
 
     return Problem("radon", model, design, numpyro_model, RADON_STAN, stan_data,
                    ("b0", "b_floor", "b_uppm", "a_sd", "sigma", "a"))
+
+
+# --- hierarchical drift diffusion ----------------------------------------------------------
+
+DDM_STAN = """
+data {
+  int<lower=1> N; int<lower=1> J; array[N] int<lower=1, upper=J> participant;
+  vector<lower=0>[N] rt; array[N] int<lower=0, upper=1> choice;
+}
+parameters {
+  real v; real<lower=0> v_p_sd; vector[J] v_p_z;
+  real log_a; real<lower=0> log_a_p_sd; vector[J] log_a_p_z;
+  real log_t0; real<lower=0> log_t0_p_sd; vector[J] log_t0_p_z;
+}
+transformed parameters {
+  vector[J] v_p = v_p_sd * v_p_z;
+  vector[J] log_a_p = log_a_p_sd * log_a_p_z;
+  vector[J] log_t0_p = log_t0_p_sd * log_t0_p_z;
+}
+model {
+  v ~ normal(1, 1); v_p_sd ~ normal(0, 0.5); v_p_z ~ std_normal();
+  log_a ~ normal(0.5, 0.2); log_a_p_sd ~ normal(0, 0.2); log_a_p_z ~ std_normal();
+  log_t0 ~ normal(-1.4, 0.2); log_t0_p_sd ~ normal(0, 0.2); log_t0_p_z ~ std_normal();
+  {
+    vector[J] a = exp(log_a + log_a_p);
+    vector[J] t0 = exp(log_t0 + log_t0_p);
+    vector[J] drift = v + v_p;
+    for (n in 1:N) {
+      int j = participant[n];
+      // Stan's wiener_lpdf is the upper boundary's density; the lower's mirrors w and v.
+      if (choice[n] == 1) target += wiener_lpdf(rt[n] | a[j], t0[j], 0.5, drift[j]);
+      else target += wiener_lpdf(rt[n] | a[j], t0[j], 0.5, -drift[j]);
+    }
+  }
+}
+"""
+
+
+def ddm(participants: int = 10, trials: int = 60) -> Problem:
+    """`hj.catalog.ddm`: Wiener(v, a, t0, w = 0.5) with v, log a and log t0 each a mean plus
+    non-centered participant deviations; against Stan's `wiener_lpdf` (no NumPyro Wiener)."""
+    model, design = hj.catalog.ddm(participants=participants, trials=trials)
+
+    def stan_data(data):
+        return {"N": data["rt"].size, "J": participants, "participant": data["participant"] + 1,
+                "rt": data["rt"], "choice": data["choice"].astype(int)}
+
+    return Problem("ddm", model, design, None, DDM_STAN, stan_data,
+                   ("v", "log_a", "log_t0", "v_p_sd", "log_a_p_sd", "log_t0_p_sd", "v_p",
+                    "log_a_p", "log_t0_p"))
 
 
 # --- data ----------------------------------------------------------------------------------

@@ -25,7 +25,8 @@ HERE = Path(__file__).resolve().parent
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m scripts.bench",
-        description="hjax vs NumPyro vs Stan: SBC throughput, ESS, gradient floor, variants.")
+        description="hjax vs NumPyro vs Stan: SBC throughput (and the DDM against Stan), ESS, "
+                    "gradient floor, variants, compile time per shipped model.")
     parser.add_argument("--quick", action="store_true",
                         help="smoke test: D = 1,2 and 4 chains x (50 + 50) everywhere")
     parser.add_argument("--datasets", default=None,
@@ -58,7 +59,8 @@ def config(args: argparse.Namespace) -> sections.Config:
         sbc = variants = Settings(chains=4, warmup=500, draws=500)
         ess = Settings(chains=4, warmup=1000, draws=1000)
     focus = 64 if 64 in args.datasets else max(args.datasets)
-    return sections.Config(sizes=args.datasets, focus=focus, sbc=sbc, ess=ess,
+    return sections.Config(sizes=args.datasets, focus=focus, ddm_datasets=2 if args.quick else 8,
+                           sbc=sbc, ess=ess,
                            variants=variants, floor_seconds=0.2 if args.quick else 2.0,
                            logs=Path(os.environ.get("XDG_CACHE_HOME", HERE)))
 

@@ -1,4 +1,4 @@
-"""The benchmark's parts: sbc, ess, floor and variants.
+"""The benchmark's parts: sbc, ddm, ess, floor, variants and compile.
 
 Each takes the run's `Config` and returns {"tables": [Table, ...], "records": {...}}, the
 records holding every fit (times, divergences, errors, quality) so that none is dropped.
@@ -14,8 +14,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import jax
+import jax.flatten_util
 import jax.numpy as jnp
+import numpy as np
 
+import hjax as hj
+from hjax.model.reduction import plan_reduction
 from scripts.bench import chees, models
 from scripts.bench.hjax_runs import HjaxRun, sample_twice
 from scripts.bench.models import Data, Problem, take
@@ -34,6 +38,7 @@ class Config:
 
     sizes: tuple[int, ...]
     focus: int
+    ddm_datasets: int
     sbc: Settings
     ess: Settings
     variants: Settings
@@ -213,6 +218,35 @@ def sbc(config: Config) -> dict:
     return {"tables": [throughput, quality], "records": records}
 
 
+# --- ddm -----------------------------------------------------------------------------------
+
+def ddm(config: Config) -> dict:
+    """SBC throughput and posterior quality on the hierarchical DDM: hjax's Wiener density
+    against Stan's `wiener_lpdf` (NumPyro has no Wiener distribution)."""
+    s, d = config.sbc, config.ddm_datasets
+    problem = models.ddm()
+    table = Table(
+        f"Hierarchical DDM (10 participants x 60 trials): completed fits per minute, D = {d}, "
+        f"{s.chains} chains x ({s.warmup} warmup + {s.draws} draws)",
+        ["model", "D", "hjax", "Stan", "hjax / Stan", "hjax compile s", "Stan compile s"],
+        notes=["Stan fits the D datasets one after another; hjax is called twice on them and "
+               "the second call counts (compile = first - second)."])
+    quality = Table(f"Hierarchical DDM posterior quality at D = {d}", QUALITY_COLUMNS)
+    log.info("ddm: %d datasets", d)
+    data = models.simulate(problem, d)
+    stan, build = _stan(problem, s, data, config)
+    stan_fits = _sweep("stan", stan.fit, _always(stan.fit), data, d)
+    run = sample_twice(problem, data, s)
+    table.notes += _failures("ddm hjax", run)
+    rates = (_hjax_rate(run, d), _peer_rate(stan_fits, d))
+    table.rows.append([problem.name, d, *rates, _ratio(*rates), run.compile_seconds,
+                       _compile_cell(build)])
+    quality.rows += [_hjax_quality_row(problem.name, "hjax", run),
+                     _peer_quality_row(problem.name, "Stan", stan_fits)]
+    records = {"hjax": run.record(), "stan": {"build": build, "fits": _fit_records(stan_fits)}}
+    return {"tables": [table, quality], "records": {"ddm": records}}
+
+
 # --- ess -----------------------------------------------------------------------------------
 
 def ess(config: Config) -> dict:
@@ -270,12 +304,15 @@ def ess(config: Config) -> dict:
 # --- floor ---------------------------------------------------------------------------------
 
 def gradient_seconds(problem: Problem, data: Data, lanes: int, target: float) -> float:
-    """Seconds per step of `lanes` vmapped value-and-gradient evaluations of the log density.
+    """Seconds per step of `lanes` vmapped value-and-gradient evaluations of the log density
+    of the first dataset of the batch `data`.
 
     A jitted `fori_loop` moves the positions each step by a tiny function of the gradient, so
     XLA can hoist nothing out of the loop; data are an argument, not a constant. The step count
-    doubles (or scales) until one timed call lasts `target` seconds."""
-    model = problem.model
+    doubles (or scales) until one timed call lasts `target` seconds. The density is the one
+    `hj.sample` fits: the exact reduction of the model where it has one."""
+    plan = plan_reduction(problem.model, take(data, slice(0, 1)))
+    model, data = (plan.model, take(plan.batch, 0)) if plan else (problem.model, take(data, 0))
     value_and_grad = jax.vmap(jax.value_and_grad(model.logdensity), in_axes=(0, None))
 
     @jax.jit
@@ -331,7 +368,7 @@ def floor(config: Config) -> dict:
         attrs = run.attrs
         lanes = _lanes(attrs)
         devices = attrs["devices"]
-        per_step = gradient_seconds(problem, take(data, 0), lanes, config.floor_seconds)
+        per_step = gradient_seconds(problem, data, lanes, config.floor_seconds)
         rows = attrs["grad_evals_executed"] / lanes
         floor_seconds = per_step * rows / devices
         table.rows.append([problem.name, devices, lanes, attrs["grad_evals"],
@@ -402,4 +439,41 @@ def variants(config: Config) -> dict:
     return {"tables": [table], "records": records}
 
 
-SECTIONS = {"sbc": sbc, "ess": ess, "floor": floor, "variants": variants}
+# --- compile -------------------------------------------------------------------------------
+
+def compile_times(config: Config) -> dict:
+    """Compile seconds of every shipped catalog model's default program (`compile_time` of a
+    first `hj.sample` on 4 simulated datasets; the fit's own time beside it)."""
+    s = config.variants
+    table = Table(
+        f"Compile time per shipped model: hj.sample defaults, 4 datasets, {s.chains} chains "
+        f"x ({s.warmup} + {s.draws})",
+        ["model", "unconstrained values", "rows", "reduction", "compile s", "sampling s"],
+        notes=["compile s: attr compile_time of the first call in a fresh process state "
+               "(jax.clear_caches before each model; the persistent cache is not used)."])
+    records = {}
+    for name, build in hj.catalog.SHIPPED.items():
+        jax.clear_caches()
+        # meta_analysis takes its studies' standard errors: the BCG trials' design.
+        model, design = hj.catalog.bcg() if name == "meta_analysis" else build()
+        design = {k: v for k, v in design.items() if k != "y"}
+        problem = Problem(name, model, design, None, "", dict, ())
+        data = models.simulate(problem, 4)
+        try:
+            result = hj.sample(model, data, key=jax.random.key(1), chains=s.chains,
+                               warmup=s.warmup, draws=s.draws, progress=False, warn=False)
+        except Exception as error:  # recorded, never dropped
+            table.notes.append(f"{name} failed: {type(error).__name__}: {error}")
+            continue
+        attrs = result.posterior.attrs
+        rows = max(np.shape(v)[1] for v in data.values() if np.ndim(v) > 1)
+        size = jax.flatten_util.ravel_pytree(model.init(jax.random.key(0)))[0].size
+        table.rows.append([name, size, rows, attrs["reduction"],
+                           float(attrs["compile_time"]), float(attrs["sampling_time"])])
+        records[name] = {k: (v.item() if hasattr(v, "item") else v) for k, v in attrs.items()}
+        log.info("compile: %s %.1f s", name, attrs["compile_time"])
+    return {"tables": [table], "records": records}
+
+
+SECTIONS = {"sbc": sbc, "ddm": ddm, "ess": ess, "floor": floor, "variants": variants,
+            "compile": compile_times}

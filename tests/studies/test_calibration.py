@@ -121,3 +121,11 @@ def test_unequal_max_rank_across_datasets_is_refused():
     table["max_rank"][1, 0] = 19
     with pytest.raises(ValueError, match="one max_rank"):
         uniformity_test(table)
+
+
+@pytest.mark.parametrize("method", ["ecdf", "chisq"])
+def test_one_dataset_is_tested_without_rejection(method):
+    """A study whose diagnostics pass for a single fit still reports (nothing to test)."""
+    test = uniformity_test(rank_table([[0, 9]], 9), method=method)
+    assert not test["rejected"].any()
+    assert np.all(np.isfinite(test["p_value"].values))
