@@ -9,6 +9,9 @@ from inference_helpers import N_DATASETS, conjugate_data, conjugate_model
 from hjax.inference.batching import Layout, as_batch, map_chunks
 from hjax.inference.samplers import CPU_LANES, MAX_PER_DEVICE, LanesNUTS, VmappedNUTS
 
+# Tests that share a session fixture run on one worker, which builds it once.
+pytestmark = pytest.mark.xdist_group("conjugate_fits")
+
 
 def test_log_density_traced_once_per_program_not_per_dataset(conjugate_fits):
     traces = conjugate_fits["traces"]

@@ -53,6 +53,7 @@ def test_eight_schools_variants_match_posteriordb(eight_schools, init, dense_mas
     _assert_matches_reference(result, model, reference)
 
 
+@pytest.mark.xdist_group("conjugate_fits")  # one worker builds the session fixture once
 @pytest.mark.parametrize("fits", ["batched", "blackjax", "vectorized"])
 def test_conjugate_normal_matches_exact_posterior(conjugate_fits, fits):
     """Every batched fit (16 by "nuts", 6 by "blackjax", 6 by "blackjax" vmapped 3 wide):
@@ -69,6 +70,7 @@ def test_conjugate_normal_matches_exact_posterior(conjugate_fits, fits):
             assert np.all(z_sd < Z), f"dataset {d}: sd of {name} off by {z_sd.max():.1f}"
 
 
+@pytest.mark.xdist_group("conjugate_fits")  # one worker builds the session fixture once
 def test_batched_fits_match_fits_one_at_a_time(conjugate_fits):
     batched = _moments(conjugate_fits["batched"].posterior.to_dataset())
     assert len(conjugate_fits["alone"]) == N_DATASETS
@@ -81,6 +83,7 @@ def test_batched_fits_match_fits_one_at_a_time(conjugate_fits):
                 assert np.all(z < Z), f"dataset {d}, {name}: {z.max():.1f} MCSE apart"
 
 
+@pytest.mark.xdist_group("conjugate_fits")  # one worker builds the session fixture once
 def test_conjugate_fits_have_no_divergences(conjugate_fits):
     diag = diagnose(conjugate_fits["batched"])
     assert int(diag.divergences.sum()) == 0

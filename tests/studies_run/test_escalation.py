@@ -25,6 +25,7 @@ def table(small):
     return hj.sbc(model, design, key=0, batch_size=3, **RUN)
 
 
+@pytest.mark.xdist_group("escalation_table")  # one worker builds the module fixture once
 def test_every_attempt_is_recorded_with_its_settings(table):
     assert table["attempt_warmup"].values.tolist() == [40, 80, 160]
     assert table["attempt_target_accept"].values.tolist() == [0.8, 0.9, 0.95]
@@ -71,6 +72,7 @@ def test_refits_do_not_depend_on_batch_size_or_on_resuming(small, tmp_path):
         xr.testing.assert_equal(other["rank"], two["rank"])
 
 
+@pytest.mark.xdist_group("escalation_table")  # one worker builds the module fixture once
 def test_report_shows_escalation_and_the_passing_fits_calibration(table, tmp_path):
     mixed = table.assign(passed=("dataset", np.arange(6) % 2 == 0))
     report = hj.write_report(tmp_path, mixed).read_text()
