@@ -225,13 +225,14 @@ def _sample_standard_time(key, d, nu):
     return jax.lax.while_loop(cond, body, init)[1]
 
 
-SURVIVAL_TERMS = 100  # large-time series terms: error < exp(-K^2 pi^2 u / 2) for u = t / a^2
+SURVIVAL_SWITCH = 0.1  # u = t / a^2 below which the small-time (image) series is used
+SURVIVAL_TERMS = 10  # large-time terms for u >= 0.1: omitted ones below exp(-11^2 pi^2 u / 2)
 SURVIVAL_NODES = 24  # Gauss-Hermite nodes over the drift when sv > 0
 
 
-def _log_survival_fixed_drift(t, v, a, w):
-    """log P(no boundary hit by decision time t > 0) for a fixed drift: the two boundaries'
-    large-time series integrated from t to infinity (Navarro & Fuss 2009's density, termwise),
+def _log_survival_large_time(t, v, a, w):
+    """log S(t) for u = t / a^2 >= SURVIVAL_SWITCH: both boundaries' large-time density series
+    (Navarro & Fuss 2009) integrated from t to infinity term by term,
 
     S(t) = (2 pi / a^2) e^{-v^2 t / 2} sum_k k e^{-k^2 pi^2 t / (2 a^2)} / (v^2 + k^2 pi^2 / a^2)
            * [e^{-v a w} sin(k pi w) + e^{v a (1 - w)} sin(k pi (1 - w))],
@@ -246,8 +247,47 @@ def _log_survival_fixed_drift(t, v, a, w):
                + jnp.exp((upper - top)[..., None]) * jnp.sin(k * math.pi * (1 - w[..., None])))
     total = jnp.sum(weight * bracket, axis=-1)
     tiny = jnp.finfo(t.dtype).tiny
-    log_s = (jnp.log(2 * math.pi) - 2 * jnp.log(a) - v**2 * t / 2 + top
-             + jnp.log(jnp.maximum(total, tiny)))
+    return (jnp.log(2 * math.pi) - 2 * jnp.log(a) - v**2 * t / 2 + top
+            + jnp.log(jnp.maximum(total, tiny)))
+
+
+def _log_cdf_lower_small_time(t, v, a, w):
+    """log P(lower boundary hit by t), the small-time (image) series integrated term by term
+    (Blurton, Kesselmeier & Gondan 2012): the zero-drift density's image at distance r, tilted
+    by the drift, integrates to the inverse Gaussian CDF
+
+    G(r) = e^{-r|v|} Phi((|v| t - r) / sqrt t) + e^{r|v|} Phi(-(|v| t + r) / sqrt t),
+
+    and F(t) = e^{-v a w} [G(a w) + G(a (w + 2)) - G(a (2 - w)) - ...]. The images kept are
+    those three: the next are 3 a and more away, below exp(-9 / 2u) = exp(-45) at u = 0.1."""
+    speed, root = jnp.abs(v), jnp.sqrt(t)
+    ndtr = jax.scipy.special.log_ndtr
+
+    def log_g(r):
+        return jnp.logaddexp(-r * speed + ndtr((speed * t - r) / root),
+                             r * speed + ndtr(-(speed * t + r) / root))
+
+    z = a * w
+    series = jax.scipy.special.logsumexp(
+        jnp.stack([log_g(z), log_g(z + 2 * a), log_g(2 * a - z)]),
+        b=jnp.array([1.0, 1.0, -1.0], t.dtype).reshape((3,) + (1,) * t.ndim), axis=0)
+    return -v * z + series
+
+
+def _log_survival_fixed_drift(t, v, a, w):
+    """log P(no boundary hit by decision time t > 0) for a fixed drift: 1 minus both
+    boundaries' small-time CDFs while u = t / a^2 is small (there the survival is near 1 and
+    the large-time series needs many terms), the large-time series after."""
+    small = t < SURVIVAL_SWITCH * a**2
+    t_small = jnp.where(small, t, SURVIVAL_SWITCH * a**2)
+    t_large = jnp.where(small, SURVIVAL_SWITCH * a**2, t)
+    hit = jnp.logaddexp(_log_cdf_lower_small_time(t_small, v, a, w),
+                        _log_cdf_lower_small_time(t_small, -v, a, 1 - w))
+    # Early survival below float precision (an extreme drift) is floored there, and the
+    # branch not taken is kept away from log(0) so that its gradient stays finite.
+    hit = jnp.where(small, jnp.minimum(hit, math.log1p(-float(jnp.finfo(t.dtype).eps))), -1.0)
+    log_small = jnp.log1p(-jnp.exp(hit))
+    log_s = jnp.where(small, log_small, _log_survival_large_time(t_large, v, a, w))
     return jnp.minimum(log_s, 0.0)
 
 
@@ -263,24 +303,27 @@ def wiener_log_survival(
 
     The probability a trial with a response deadline ``rt`` ends without one. Written as the
     integral from ``rt - t0`` to infinity of both boundaries' large-time density series, taken
-    term by term (``SURVIVAL_TERMS`` terms: enough down to ``(rt - t0) / a**2`` of about 1e-3;
-    deadlines are far later). With ``sv > 0`` the drift is integrated out by Gauss-Hermite
-    quadrature. ``rt <= t0`` gives 0 (no decision can have ended).
+    term by term, or for early times (``(rt - t0) / a**2 < 0.1``) as 1 minus the boundaries'
+    small-time CDF series; both truncated below float64 rounding. With ``sv > 0`` the drift is
+    integrated out by Gauss-Hermite quadrature. ``rt <= t0`` gives 0 (no decision can have ended).
 
     Example:
         >>> round(float(wiener_log_survival(1.0, v=1.0, a=1.5, w=0.5, t0=0.3)), 3)
         -1.591
     """
     dtype = float_dtype(rt, v, a, w, t0, sv)
+    # A drift sd known to be zero when traced (the default) needs one node, not a quadrature.
+    fixed_drift = isinstance(sv, (int, float)) and sv == 0
     rt, v, a, w, t0, sv = jnp.broadcast_arrays(*(jnp.asarray(x, dtype)
                                                  for x in (rt, v, a, w, t0, sv)))
     t = rt - t0
     started = t > 0
     t = jnp.where(started, t, 1.0)
+    if fixed_drift:
+        return jnp.where(started, _log_survival_fixed_drift(t, v, a, w), 0.0)
     nodes, weights = np.polynomial.hermite_e.hermegauss(SURVIVAL_NODES)
     nodes = jnp.asarray(nodes, dtype)
     log_weights = jnp.asarray(np.log(weights / weights.sum()), dtype)
-    # With sv = 0 every node gives the same drift: the quadrature is then exact.
     drifts = v[..., None] + sv[..., None] * nodes
     log_s = jax.vmap(_log_survival_fixed_drift, in_axes=(None, -1, None, None), out_axes=-1)(
         t, drifts, a, w)

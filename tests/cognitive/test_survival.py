@@ -22,7 +22,10 @@ from hjax.cognitive import (
 
 WIENER = [(1.0, 1.5, 0.5, 0.3, 1.0, 0.0), (-2.0, 2.0, 0.3, 0.2, 2.5, 0.0),
           (0.5, 1.0, 0.7, 0.25, 0.6, 0.0), (1.0, 1.5, 0.5, 0.3, 1.0, 1.0),
-          (3.0, 0.8, 0.6, 0.1, 0.3, 0.5), (0.0, 3.0, 0.5, 0.2, 4.0, 0.0)]
+          (3.0, 0.8, 0.6, 0.1, 0.3, 0.5), (0.0, 3.0, 0.5, 0.2, 4.0, 0.0),
+          # early deadlines, (deadline - t0) / a^2 < 0.1: the small-time series
+          (1.0, 2.0, 0.5, 0.2, 0.5, 0.0), (-2.0, 1.5, 0.3, 0.3, 0.36, 0.0),
+          (1.0, 2.0, 0.6, 0.2, 0.45, 1.0)]
 LBA = [((1.2, 0.8), 0.5, 1.0, 0.2, 1.0, False), ((1.2, 0.8), 0.5, 1.0, 0.2, 1.0, True),
        ((0.3, -0.2), 0.7, 1.5, 0.3, 2.0, True), ((2.0, 1.0, 0.5), 0.4, 0.9, 0.15, 0.6, True)]
 
@@ -53,6 +56,15 @@ def test_lba_survival_is_one_minus_the_integrated_densities(case):
                                                  positive_drift=positive)))
     # Without conditioning, the densities integrate to P(respond): the survival keeps the rest.
     np.testing.assert_allclose(survival, 1 - mass, rtol=1e-9, atol=1e-12)
+
+
+def test_wiener_survival_without_drift_variability_skips_the_quadrature_exactly():
+    """sv = 0 as a Python number takes the one-node path; a traced zero the quadrature."""
+    with jax.enable_x64(True):
+        rt = jnp.array([0.35, 0.6, 1.0, 2.5])
+        one_node = wiener_log_survival(rt, 1.0, 1.5, 0.4, 0.3, 0.0)
+        quadrature = jax.jit(wiener_log_survival)(rt, 1.0, 1.5, 0.4, 0.3, jnp.asarray(0.0))
+    np.testing.assert_allclose(one_node, quadrature, rtol=1e-12)
 
 
 def test_survivals_match_simulation():
