@@ -65,7 +65,8 @@ def sbc(name, build, args):
 
 def recovery(args):
     """The same simulated data fitted with the censored likelihood and after deleting the
-    censored trials (as missing rows of an uncensored model)."""
+    censored trials (as missing rows of an uncensored model); beside them, as the baseline a
+    posterior mean's bias has without any deadline, the same trials before censoring."""
     censored, design = wiener()
     given = {"v": 1.0, "log_a": np.log(1.6), "log_t0": np.log(0.25)}
     prepared = censored.prepare(design, observed=False)
@@ -73,11 +74,18 @@ def recovery(args):
     _, data = jax.vmap(lambda k: censored.simulate(k, prepared, given=given))(keys)
     data = {k: np.asarray(v) for k, v in data.items()}
     late = data["rt"] >= design["deadline"][0]
+    uncensored = hj.Model(censored.likelihood.likelihood, coords={})
+    placeholder = {"rt": np.zeros(TRIALS)}  # fixes the number of trials
+    _, full = jax.vmap(lambda k: uncensored.simulate(k, placeholder, given=given))(keys)
+    full = {k: np.asarray(v) for k, v in full.items()}
+    # The deadline only clips: the same key draws the same trials.
+    assert np.array_equal(full["rt"][~late], data["rt"][~late])
     deleted = hj.Model(censored.likelihood.likelihood, coords={}, missing=True)
     truncated = {"rt": np.where(late, np.nan, data["rt"]), "choice": data["choice"]}
     print(f"\nrecovery: {args.replicates} datasets of {TRIALS} trials, {late.mean():.3f} past "
           "the deadline; posterior mean - truth, mean over datasets (its standard error):")
-    for label, model, columns in (("censored likelihood", censored, data),
+    for label, model, columns in (("no deadline (baseline)", uncensored, full),
+                                  ("censored likelihood", censored, data),
                                   ("censored trials deleted", deleted, truncated)):
         fit = hj.sample(model, columns, key=1, chains=4, warmup=500, draws=500, warn=False)
         for name, truth in given.items():
