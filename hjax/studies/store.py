@@ -88,16 +88,22 @@ def check_writable(directory: Path) -> None:
                          "file).") from None
 
 
+_ABSENT = object()  # a key one of two manifests lacks (e.g. a setting newer than the study)
+
+
 def _differences(stored, current, where: str = "") -> list[str]:
     """Paths at which two JSON values differ, as 'path: stored X, now Y'."""
     if isinstance(stored, dict) and isinstance(current, dict):
         found = []
         for key in sorted(set(stored) | set(current), key=str):
-            found += _differences(stored.get(key), current.get(key),
+            found += _differences(stored.get(key, _ABSENT), current.get(key, _ABSENT),
                                   f"{where}.{key}" if where else str(key))
         return found
     if stored != current:
-        show = lambda v: json.dumps(v)[:80]  # noqa: E731
+        def show(value):
+            return ("absent (a setting the hjax that wrote it did not have)"
+                    if value is _ABSENT else json.dumps(value)[:80])
+
         return [f"{where or 'manifest'}: stored {show(stored)}, now {show(current)}"]
     return []
 

@@ -15,6 +15,7 @@ import xarray as xr
 import hjax as hj
 from hjax.studies.runner import merge_directory
 from hjax.studies.status import study_status
+from hjax.studies.store import Store
 
 # One device: the workers started as processes below run on one (two share 2 cores).
 # No refits: these tests are about the store (tests/studies_run/test_escalation.py: refits).
@@ -58,6 +59,13 @@ def test_another_layout_is_refused_naming_it(small, tmp_path):
                                          r"stored 2, now 1"):
         hj.sbc(model, design, key=0, directory=tmp_path, **{**RUN, "n_datasets": 2,
                                                            "devices": 2})
+
+
+def test_a_setting_newer_than_the_study_is_named_as_absent(tmp_path):
+    Store(tmp_path, {"settings": {"chains": 4}, "n_datasets": 2})
+    with pytest.raises(ValueError, match=r"settings.loo: stored absent \(a setting the hjax "
+                                         r"that wrote it did not have\), now false"):
+        Store(tmp_path, {"settings": {"chains": 4, "loo": False}, "n_datasets": 2})
 
 
 def test_other_held_values_are_refused(small, tmp_path):
