@@ -234,6 +234,10 @@ def fit_layout(
 
 
 _COMPILED: dict[tuple, Any] = {}
+# XLA:CPU's copy insertion with region analysis: without it, every loop-carried buffer a
+# branch returns unchanged is copied, in the NUTS loop on every leapfrog step (measured in
+# scripts/bench, section floor). Other backends ignore it.
+COMPILER_OPTIONS = {"xla_cpu_copy_insertion_use_region_analysis": True}
 
 
 def _signature(args) -> tuple:
@@ -262,7 +266,8 @@ def run_chunk(model, program: Program, *args) -> tuple[ChunkOutput, float]:
     compiled, seconds = _COMPILED.get(signature), 0.0
     if compiled is None:
         start = time.perf_counter()
-        compiled = eqx.filter_jit(fit_layout).lower(*everything).compile()
+        compiled = eqx.filter_jit(fit_layout).lower(*everything).compile(
+            compiler_options=COMPILER_OPTIONS)
         seconds = time.perf_counter() - start
         _COMPILED[signature] = compiled
     return compiled(*everything), seconds
