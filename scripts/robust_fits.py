@@ -11,7 +11,8 @@ after the refits, the fits still failing, and the uniformity test (all fits, pas
 - wrong_t0: the DDM fitted with a wrong non-decision-time prior, which SBC must still flag
   after the refits;
 - centered: the DDM with participants' log t0 centered, against the default non-centered
-  form, without refits (the parameterisation's own effect).
+  form, without refits (the parameterisation's own effect; at 20 datasets the centered form
+  diverged more: 0.75 of fits against 0.55).
 
     python scripts/robust_fits.py [--datasets 200] [--only ddm lognormal ...]
 """
