@@ -100,11 +100,11 @@ def _differences(stored, current, where: str = "") -> list[str]:
                                   f"{where}.{key}" if where else str(key))
         return found
     if stored != current:
-        def show(value):
-            return ("absent (a setting the hjax that wrote it did not have)"
-                    if value is _ABSENT else json.dumps(value)[:80])
+        def show(value, absent):
+            return absent if value is _ABSENT else json.dumps(value)[:80]
 
-        return [f"{where or 'manifest'}: stored {show(stored)}, now {show(current)}"]
+        stored = show(stored, "absent (a setting the hjax that wrote it did not have)")
+        return [f"{where or 'manifest'}: stored {stored}, now {show(current, 'absent')}"]
     return []
 
 
