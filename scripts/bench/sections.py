@@ -17,6 +17,7 @@ import jax
 import jax.flatten_util
 import jax.numpy as jnp
 import numpy as np
+import scipy.stats
 
 import hjax as hj
 from hjax.model.reduction import plan_reduction
@@ -122,21 +123,37 @@ def _sweep(name: str, fit, remake, data: Data, n: int, seed: int = 1) -> list[Fi
 
 QUALITY_COLUMNS = ["model", "library", "fits", "failed", "median min bulk ESS / draw",
                    "divergences", "fits with divergences", f"fits with R-hat > {RHAT_LIMIT}",
-                   "lockstep efficiency"]
+                   "lockstep efficiency", "hjax - library: median ESS / draw difference (p)"]
+QUALITY_NOTE = ("hjax - library: the median over datasets of hjax's min bulk ESS per draw minus "
+                "the library's on the same dataset, and the two-sided Wilcoxon signed-rank p of "
+                "those paired differences (datasets where both fits have a value).")
+
+
+def _paired(run: HjaxRun, fits: list[Fit]) -> str:
+    """Median paired difference of min ESS per draw (hjax - peer) and its Wilcoxon p."""
+    if run.error:
+        return "-"
+    pairs = [(h["min_ess_per_draw"], f.quality["min_ess_per_draw"])
+             for h, f in zip(run.quality, fits, strict=True) if h and f.quality]
+    differences = [h - p for h, p in pairs]
+    if len(differences) < 2 or not any(differences):
+        return "-"
+    p = scipy.stats.wilcoxon(differences).pvalue
+    return f"{statistics.median(differences):+.3g} (p {p:.2g})"
 
 
 def _quality_row(model: str, library: str, qualities: list[dict], divergences: list[int],
-                 failed: list[bool], lockstep: float | None = None) -> list:
+                 failed: list[bool], lockstep: float | None = None, paired: str = "-") -> list:
     per_draw = [q["min_ess_per_draw"] for q in qualities if q]
     return [model, library, len(divergences), sum(failed),
             statistics.median(per_draw) if per_draw else NAN, sum(divergences),
             sum(d > 0 for d in divergences),
-            sum(q["max_rhat"] > RHAT_LIMIT for q in qualities if q), lockstep]
+            sum(q["max_rhat"] > RHAT_LIMIT for q in qualities if q), lockstep, paired]
 
 
-def _peer_quality_row(model: str, library: str, fits: list[Fit]) -> list:
+def _peer_quality_row(model: str, library: str, fits: list[Fit], hjax: HjaxRun) -> list:
     return _quality_row(model, library, [f.quality for f in fits], [f.divergences for f in fits],
-                        [f.error is not None for f in fits])
+                        [f.error is not None for f in fits], paired=_paired(hjax, fits))
 
 
 def _hjax_quality_row(model: str, library: str, run: HjaxRun) -> list:
@@ -165,8 +182,8 @@ def sbc(config: Config) -> dict:
             "the cumulative time of those D fits (failed fits count in the time, not as "
             "completed).",
             "hjax is called twice per D on the same D datasets: the rate uses the second call; "
-            "compile = first - second call (near 0 or noise once an earlier D compiled the "
-            "same program).",
+            "compile = attr compile_time of the first call (near 0 once an earlier D compiled "
+            "the same program).",
             "NumPyro: compiled once (jit_model_args=True); chain_method picked per model as the "
             "fastest over 2 datasets after a compiling fit; compile = that first fit - the "
             "median timed fit. Stan: compile = the first stan.build (or a cache hit).",
@@ -174,7 +191,7 @@ def sbc(config: Config) -> dict:
     quality = Table(f"SBC posterior quality at D = {config.focus}", QUALITY_COLUMNS,
                     notes=["Bulk ESS from arviz_stats.ess(method='bulk') on the constrained "
                            "parameters hjax reports, for every library; min over parameters, "
-                           "divided by chains x draws; median over datasets."])
+                           "divided by chains x draws; median over datasets.", QUALITY_NOTE])
     records = {}
     for problem in (models.varying_intercept(), models.crossed_bernoulli()):
         jax.clear_caches()
@@ -203,8 +220,8 @@ def sbc(config: Config) -> dict:
         focus = config.focus
         quality.rows += [
             _hjax_quality_row(problem.name, "hjax", hjax[focus]),
-            _peer_quality_row(problem.name, "NumPyro", numpyro_fits[:focus]),
-            _peer_quality_row(problem.name, "Stan", stan_fits[:focus]),
+            _peer_quality_row(problem.name, "NumPyro", numpyro_fits[:focus], hjax[focus]),
+            _peer_quality_row(problem.name, "Stan", stan_fits[:focus], hjax[focus]),
         ]
         records[problem.name] = {
             "hjax": {str(d): run.record() for d, run in hjax.items()},
@@ -230,8 +247,9 @@ def ddm(config: Config) -> dict:
         f"{s.chains} chains x ({s.warmup} warmup + {s.draws} draws)",
         ["model", "D", "hjax", "Stan", "hjax / Stan", "hjax compile s", "Stan compile s"],
         notes=["Stan fits the D datasets one after another; hjax is called twice on them and "
-               "the second call counts (compile = first - second)."])
-    quality = Table(f"Hierarchical DDM posterior quality at D = {d}", QUALITY_COLUMNS)
+               "the second call counts (compile = attr compile_time of the first)."])
+    quality = Table(f"Hierarchical DDM posterior quality at D = {d}", QUALITY_COLUMNS,
+                    notes=[QUALITY_NOTE])
     log.info("ddm: %d datasets", d)
     data = models.simulate(problem, d)
     stan, build = _stan(problem, s, data, config)
@@ -242,7 +260,7 @@ def ddm(config: Config) -> dict:
     table.rows.append([problem.name, d, *rates, _ratio(*rates), run.compile_seconds,
                        _compile_cell(build)])
     quality.rows += [_hjax_quality_row(problem.name, "hjax", run),
-                     _peer_quality_row(problem.name, "Stan", stan_fits)]
+                     _peer_quality_row(problem.name, "Stan", stan_fits, run)]
     records = {"hjax": run.record(), "stan": {"build": build, "fits": _fit_records(stan_fits)}}
     return {"tables": [table, quality], "records": {"ddm": records}}
 
@@ -406,7 +424,8 @@ def variants(config: Config) -> dict:
         ["variant", "fits / min", "median min bulk ESS / draw", "divergences",
          "fits with divergences", f"share of fits with R-hat > {RHAT_LIMIT}",
          "lockstep efficiency", "compile s", "devices x lanes"],
-        notes=["fits / min from the second of two calls; compile = first - second call.",
+        notes=["fits / min from the second of two calls; compile = attr compile_time of the "
+               "first call (ChEES-HMC: first - second call).",
                "ChEES-HMC: BlackJAX chees_adaptation (diagonal mass matrix, Adam 0.05, initial "
                "step 0.1) then dynamic_hmc, chains vmapped, datasets by lax.map in one jit on "
                "one device; lockstep efficiency over its chains' integration steps."])
