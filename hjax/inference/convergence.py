@@ -54,7 +54,7 @@ def _ess(rows: np.ndarray) -> np.ndarray:
     previous pair's sum is positive, the last even lag is kept if positive, and the pair sums are
     made non-increasing.
     """
-    n_series, chains, draws = rows.shape
+    _, chains, draws = rows.shape
     size = chains * draws
     constant = np.ptp(rows, axis=(1, 2)) < np.finfo(float).resolution
     centred = rows - rows.mean(axis=-1, keepdims=True)
@@ -69,8 +69,8 @@ def _ess(rows: np.ndarray) -> np.ndarray:
     with np.errstate(invalid="ignore", divide="ignore"):
         rho = 1.0 - (mean_var[:, None] - mean_acov) / var_plus[:, None]
     rho[:, 0] = 1.0
-    # Pair j holds lags (2j, 2j + 1); the loop visits pairs 1..J, where J is the first pair whose
-    # predecessor's sum is not positive, and at most the last pair with 2j - 1 < draws - 3.
+    # Pair j holds lags (2j, 2j + 1). The loop visits pairs 1..J: it goes on while the pair before
+    # has a positive sum, up to the last pair with 2j - 1 < draws - 3.
     n_pairs = draws // 2  # pairs with both lags inside the series
     even, odd = rho[:, 0 : 2 * n_pairs : 2], rho[:, 1 : 2 * n_pairs : 2]
     pair_sum = even + odd
