@@ -24,8 +24,8 @@ from scripts.bench.peers import Settings
 @dataclass
 class HjaxRun:
     """Wall seconds of both calls, the first call's compile seconds, the second call's attrs,
-    and per dataset: divergences, whether every chain started (`failed` if not), posterior
-    quality; warnings raised."""
+    and per dataset: divergences, whether every chain started (`failed` if not), leapfrog
+    steps of the kept draws, posterior quality; warnings raised."""
 
     first_seconds: float = 0.0
     compile_seconds: float = float("nan")
@@ -33,6 +33,7 @@ class HjaxRun:
     attrs: dict = field(default_factory=dict)
     divergences: list[int] = field(default_factory=list)
     failed: list[bool] = field(default_factory=list)
+    grad_evals: list[int] = field(default_factory=list)
     quality: list[dict] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     error: str | None = None
@@ -79,6 +80,7 @@ def sample_twice(problem: Problem, data: Data, settings: Settings, **options) ->
                      for k, v in result.posterior.attrs.items()}
         run.divergences = result.sample_stats["diverging"].sum(("chain", "draw")).values.tolist()
         run.failed = (~result.fit_stats["init_ok"].all("chain")).values.tolist()
+        run.grad_evals = result.sample_stats["n_steps"].sum(("chain", "draw")).values.tolist()
         posterior = result.posterior.to_dataset()
         run.quality = [quality(posterior.isel(dataset=d))
                        for d in range(posterior.sizes["dataset"])]

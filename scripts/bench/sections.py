@@ -122,43 +122,64 @@ def _sweep(name: str, fit, remake, data: Data, n: int, seed: int = 1) -> list[Fi
 
 
 QUALITY_COLUMNS = ["model", "library", "fits", "failed", "median min bulk ESS / draw",
-                   "divergences", "fits with divergences", f"fits with R-hat > {RHAT_LIMIT}",
-                   "lockstep efficiency", "hjax - library: median ESS / draw difference (p)"]
-QUALITY_NOTE = ("hjax - library: the median over datasets of hjax's min bulk ESS per draw minus "
-                "the library's on the same dataset, and the two-sided Wilcoxon signed-rank p of "
-                "those paired differences (datasets where both fits have a value).")
+                   "median min bulk ESS / 1000 grads", "divergences", "fits with divergences",
+                   f"fits with R-hat > {RHAT_LIMIT}", "lockstep efficiency",
+                   "hjax - library: ESS / draw (p)", "hjax - library: ESS / 1000 grads (p)"]
+QUALITY_NOTE = ("ESS / 1000 grads: the min bulk ESS over the leapfrog steps of the kept draws "
+                "(hjax n_steps, NumPyro num_steps, Stan n_leapfrog__), which tells a sampler "
+                "that mixes worse per gradient from one that stops its trajectories sooner. "
+                "hjax - library: the median over datasets of hjax's value minus the library's "
+                "on the same dataset, and the two-sided Wilcoxon signed-rank p of those paired "
+                "differences (datasets where both fits have a value).")
 
 
-def _paired(run: HjaxRun, fits: list[Fit]) -> str:
-    """Median paired difference of min ESS per draw (hjax - peer) and its Wilcoxon p."""
-    if run.error:
-        return "-"
-    pairs = [(h["min_ess_per_draw"], f.quality["min_ess_per_draw"])
-             for h, f in zip(run.quality, fits, strict=True) if h and f.quality]
-    differences = [h - p for h, p in pairs]
+def _paired(hjax: list[float | None], peer: list[float | None]) -> str:
+    """Median paired difference (hjax - peer) over datasets and its Wilcoxon p."""
+    differences = [h - p for h, p in zip(hjax, peer, strict=True)
+                   if h is not None and p is not None]
     if len(differences) < 2 or not any(differences):
         return "-"
     p = scipy.stats.wilcoxon(differences).pvalue
     return f"{statistics.median(differences):+.3g} (p {p:.2g})"
 
 
-def _quality_row(model: str, library: str, qualities: list[dict], divergences: list[int],
-                 failed: list[bool], lockstep: float | None = None, paired: str = "-") -> list:
-    per_draw = [q["min_ess_per_draw"] for q in qualities if q]
-    return [model, library, len(divergences), sum(failed),
-            statistics.median(per_draw) if per_draw else NAN, sum(divergences),
-            sum(d > 0 for d in divergences),
-            sum(q["max_rhat"] > RHAT_LIMIT for q in qualities if q), lockstep, paired]
+def _efficiency(qualities: list[dict], grads: list[int]) -> tuple[list, list]:
+    """Per dataset: min bulk ESS per draw and per 1000 gradients (None where no quality)."""
+    pairs = list(zip(qualities, grads, strict=True))
+    return ([q["min_ess_per_draw"] if q else None for q, _ in pairs],
+            [1000 * q["min_ess_bulk"] / g if q and g else None for q, g in pairs])
+
+
+def _median(values: list[float | None]) -> float:
+    present = [v for v in values if v is not None]
+    return statistics.median(present) if present else NAN
+
+
+def _quality_row(model: str, library: str, qualities: list[dict], grads: list[int],
+                 divergences: list[int], failed: list[bool], lockstep: float | None = None,
+                 versus: tuple[list, list] | None = None) -> list:
+    """One library's row; `versus`: hjax's (per draw, per 1000 grads) values to pair with."""
+    per_draw, per_grads = _efficiency(qualities, grads)
+    paired = ([_paired(versus[0], per_draw), _paired(versus[1], per_grads)] if versus
+              else ["-", "-"])
+    return [model, library, len(divergences), sum(failed), _median(per_draw),
+            _median(per_grads), sum(divergences), sum(d > 0 for d in divergences),
+            sum(q["max_rhat"] > RHAT_LIMIT for q in qualities if q), lockstep, *paired]
+
+
+def _hjax_efficiency(run: HjaxRun) -> tuple[list, list] | None:
+    return None if run.error else _efficiency(run.quality, run.grad_evals)
 
 
 def _peer_quality_row(model: str, library: str, fits: list[Fit], hjax: HjaxRun) -> list:
-    return _quality_row(model, library, [f.quality for f in fits], [f.divergences for f in fits],
-                        [f.error is not None for f in fits], paired=_paired(hjax, fits))
+    return _quality_row(model, library, [f.quality for f in fits], [f.grad_evals for f in fits],
+                        [f.divergences for f in fits], [f.error is not None for f in fits],
+                        versus=_hjax_efficiency(hjax))
 
 
 def _hjax_quality_row(model: str, library: str, run: HjaxRun) -> list:
-    return _quality_row(model, library, run.quality, run.divergences, run.failed,
-                        run.attrs.get("lockstep_efficiency"))
+    return _quality_row(model, library, run.quality, run.grad_evals, run.divergences,
+                        run.failed, run.attrs.get("lockstep_efficiency"))
 
 
 def _failures(label: str, run) -> list[str]:
