@@ -18,10 +18,13 @@ from arviz_base import rcParams
 
 from hjax.inference import convergence
 
-__all__ = ["check", "diagnose", "summary", "warn_problems"]
+__all__ = ["DIAGNOSTICS", "check", "diagnose", "summary", "warn_problems"]
 
 SAMPLE_DIMS = ["chain", "draw"]
 RHAT_LIMIT = 1.01
+# What `diagnose` returns per dataset; `hj.sample` keeps them in `fit_stats`.
+DIAGNOSTICS = ("divergences", "treedepth_hits", "max_rhat", "min_ess_bulk", "min_ess_tail",
+               "init_failures")
 ESS_PER_CHAIN = 100  # Stan's and ArviZ's rule of thumb: 100 effective draws per chain
 
 
@@ -137,11 +140,12 @@ def _where(indices: np.ndarray, batched: bool) -> str:
     return f" in dataset{'s' if len(indices) > 1 else ''} {shown}"
 
 
-def check(tree: xr.DataTree) -> list[str]:
+def check(tree: xr.DataTree, diagnosed: xr.Dataset | None = None) -> list[str]:
     """Messages for every diagnostic past its threshold, each with what to try.
 
     One message per kind of problem (listing the datasets), so a sweep of many fits gives a
-    few lines, not thousands.
+    few lines, not thousands. `diagnosed`: `diagnose(tree)` when already at hand (`hj.sample`
+    keeps it in `fit_stats`); computed when None.
 
     Example:
         >>> result = hj.sample(model, data, key=0, chains=2, warmup=100, draws=50, warn=False)
@@ -151,7 +155,7 @@ def check(tree: xr.DataTree) -> list[str]:
         check the model.
         Effective sample size down to ... < 200: means and quantiles are unreliable; draw more.
     """
-    diag = diagnose(tree)
+    diag = diagnose(tree) if diagnosed is None else diagnosed
     attrs = tree.posterior.attrs
     batched = "dataset" in diag.dims
     chains = tree.posterior.sizes["chain"]
@@ -189,7 +193,7 @@ def check(tree: xr.DataTree) -> list[str]:
     return messages
 
 
-def warn_problems(tree: xr.DataTree) -> list[str]:
+def warn_problems(tree: xr.DataTree, diagnosed: xr.Dataset | None = None) -> list[str]:
     """Issue each of `check`'s messages as a `UserWarning`; return them.
 
     Example:
@@ -201,7 +205,7 @@ def warn_problems(tree: xr.DataTree) -> list[str]:
         >>> [str(warning.message) for warning in issued] == messages == hj.check(result)
         True
     """
-    messages = check(tree)
+    messages = check(tree, diagnosed)
     for message in messages:
         warnings.warn(message, UserWarning, stacklevel=3)
     return messages

@@ -77,9 +77,10 @@ def escalate(
 
     Returns:
         The run whose rows are each dataset's last attempt, and the attempts: per dataset
-        `attempts` (fits made) and `passed` (the last one meets the policy), per dataset and
-        attempt `attempt_<diagnostic>` (NaN where not attempted), with the attempts' `warmup`
-        and `target_accept` as coords of dim `attempt`.
+        `attempts` (fits made), `passed` (the last one meets the policy) and every diagnostic
+        of `diagnose` for the last attempt, the draws returned; per dataset and attempt
+        `attempt_<diagnostic>` (NaN where not attempted), with the attempts' `warmup` and
+        `target_accept` as coords of dim `attempt`.
 
     Example (as `hj.sample` runs it, which records the attempts in `fit_stats`):
         >>> fit = hj.sample(model, data, key=0, chains=2, warmup=100, draws=50, warn=False,
@@ -97,6 +98,8 @@ def escalate(
     found = diagnose(run, rows)
     failing = policy.failing(found)
     record[:, :, 0] = [np.asarray(found[name].values, float) for name in RECORDED]
+    # The last attempt's diagnostics, kept so that nothing after the fit computes them again.
+    last = {name: np.array(found[name].values) for name in found.data_vars}
     # Refits run as chunks of the first fit's width: its compiled program, padded.
     width = {"batch_size": run.attrs["batch_size"]}
     for attempt in range(1, policy.attempts + 1):
@@ -107,12 +110,15 @@ def escalate(
         refit = fit(stronger, rows, attempt)
         found = diagnose(refit, rows)
         record[:, rows, attempt] = [np.asarray(found[name].values, float) for name in RECORDED]
+        for name, values in last.items():
+            values[rows] = found[name].values
         made[rows] = attempt + 1
         failing[rows] = policy.failing(found)
         run = _replace_rows(run, rows, refit)
     tried = [policy.settings(settings, k) for k in range(policy.attempts + 1)]
     attempts = xr.Dataset(
         {"attempts": ("dataset", made), "passed": ("dataset", ~failing),
+         **{name: ("dataset", values) for name, values in last.items()},
          **{f"attempt_{name}": (("dataset", "attempt"), values)
             for name, values in zip(RECORDED, record, strict=True)}},
         coords={"attempt_warmup": ("attempt", [s.warmup_iterations for s in tried]),

@@ -104,7 +104,8 @@ def sample(
         `model.constrain`, dims from `model.param_dims`), `sample_stats` (lp, diverging,
         tree_depth, n_steps, energy, acceptance_rate, step_size), `observed_data`,
         `constant_data` and `fit_stats` (per chain: init_ok, init_tries, the adapted
-        step_size and inverse_mass_matrix over the flattened unconstrained position).
+        step_size and inverse_mass_matrix over the flattened unconstrained position; per
+        dataset: `hj.diagnose`'s diagnostics of the draws returned, and the attempts).
         A batched fit has a leading `dataset` dim everywhere. The attrs hold the settings,
         `compile_time` and `sampling_time` (seconds, apart), gradient counts and the
         lockstep efficiency.
@@ -140,7 +141,9 @@ def sample(
     _report_init_failures(model, run.out, host_data, batched)
     tree = _to_tree(model, settings, run, host_data, batched, attempts)
     if warn:
-        diagnostics.warn_problems(tree)
+        stored = tree.fit_stats.to_dataset()
+        diagnostics.warn_problems(tree, stored[[n for n in diagnostics.DIAGNOSTICS
+                                                 if n in stored]])
     return tree
 
 

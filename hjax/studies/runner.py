@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 
-from hjax.inference.diagnostics import diagnose
+from hjax.inference.diagnostics import DIAGNOSTICS
 from hjax.inference.predictive import loo_per_dataset, posterior_predictive, prior_sensitivity
 from hjax.inference.sample import sample
 from hjax.inference.samplers import sampler_for
@@ -276,12 +276,12 @@ class _BatchStudy:
         rng = np.random.default_rng([*self.tie_seed, batch.start])
         table = sbc_ranks(posterior, truth, max_rank=self.settings.max_rank,
                           prior_variance=self._prior_variance, seed=rng)
-        diagnostics = diagnose(fit).assign_coords(dataset=indices)
-        # Every attempt of an escalated fit, and whether its last one passes the policy.
-        attempts = fit.fit_stats.to_dataset()[["attempts", "passed", *(
-            name for name in fit.fit_stats.data_vars if name.startswith("attempt_"))]]
-        table = table.merge(diagnostics.reset_coords(drop=True)).merge(
-            attempts.assign_coords(dataset=indices))
+        # The returned fits' diagnostics (computed once, by `sample`), every attempt of an
+        # escalated fit, and whether its last one passes the policy.
+        stats = fit.fit_stats.to_dataset()
+        kept = [name for name in stats.data_vars if name in DIAGNOSTICS
+                or name in ("attempts", "passed") or name.startswith("attempt_")]
+        table = table.merge(stats[kept].assign_coords(dataset=indices))
         if self.extra is not None:
             table = table.merge(self.extra(fit, data, indices))
         table = table.merge(self._workflow(fit, indices), join="left")

@@ -8,6 +8,7 @@ import pytest
 import xarray as xr
 
 import hjax as hj
+from hjax.inference.diagnostics import DIAGNOSTICS, warn_problems
 
 # Short warmup: many first fits fail a strict R-hat, and their refits get 2x and 4x warmup.
 RUN = dict(n_datasets=6, chains=2, warmup=40, draws=60, max_rank=19,
@@ -88,3 +89,27 @@ def test_sample_refits_only_when_asked(small):
     plain = hj.sample(model, data, key=0, chains=2, warmup=40, draws=60, warn=False)
     assert int(plain.fit_stats["attempts"]) == 1
     assert plain.fit_stats.sizes["attempt"] == 1
+
+
+def test_sample_keeps_the_returned_draws_diagnostics(small):
+    """`fit_stats` holds `hj.diagnose` of the draws returned (refitted rows included), which
+    the warnings and the study tables use instead of diagnosing again."""
+    model, design = small
+    prepared = model.prepare(design, observed=False)
+    batch = jax.vmap(lambda k: model.simulate(k, prepared)[1])(
+        jax.random.split(jax.random.key(2), 6))
+    fit = hj.sample(model, batch, key=3, chains=2, warmup=40, draws=60, warn=False,
+                    escalation={"attempts": 1, "max_rhat": 1.05, "min_ess_bulk": 20})
+    assert int((fit.fit_stats["attempts"] > 1).sum()) > 0  # some rows were replaced
+    fresh = hj.diagnose(fit)
+    stored = fit.fit_stats.to_dataset()
+    assert set(fresh.data_vars) == set(DIAGNOSTICS)
+    for name in DIAGNOSTICS:
+        np.testing.assert_allclose(stored[name].values, fresh[name].values, rtol=1e-12,
+                                   err_msg=name)
+    one = hj.sample(model, {k: v[0] for k, v in batch.items()}, key=3, chains=2, warmup=40,
+                    draws=60, warn=False)
+    with pytest.warns(UserWarning) as issued:
+        messages = warn_problems(one, one.fit_stats.to_dataset()[list(DIAGNOSTICS)])
+    assert messages and messages == hj.check(one)  # 2 x 60 draws: too few effective draws
+    assert [str(w.message) for w in issued] == messages
