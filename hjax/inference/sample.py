@@ -141,9 +141,7 @@ def sample(
     _report_init_failures(model, run.out, host_data, batched)
     tree = _to_tree(model, settings, run, host_data, batched, attempts)
     if warn:
-        stored = tree.fit_stats.to_dataset()
-        diagnostics.warn_problems(tree, stored[[n for n in diagnostics.DIAGNOSTICS
-                                                 if n in stored]])
+        diagnostics.warn_problems(tree, tree.fit_stats.to_dataset()[list(diagnostics.DIAGNOSTICS)])
     return tree
 
 
