@@ -110,6 +110,38 @@ def _columns(values: np.ndarray, sim: np.ndarray, thin: int, prior_var: np.ndarr
     return columns
 
 
+def _variable_table(draws: xr.DataArray, truth: xr.DataArray, name: str, *, thin, max_rank,
+                    ess, prior_variance, rng) -> xr.Dataset:
+    """`sbc_ranks`'s columns of one variable, dims (dataset, variable)."""
+    lead = ("dataset", *SAMPLE_DIMS)
+    if any(d not in draws.dims for d in lead):
+        raise ValueError(f"Expected posterior['{name}'] with dims {lead} and its parameter "
+                         f"dims; got {draws.dims}.")
+    param_dims = tuple(d for d in draws.dims if d not in lead)
+    if set(truth.dims) != {"dataset", *param_dims}:
+        raise ValueError(f"Expected truths['{name}'] with dims ('dataset', *{param_dims}); "
+                         f"got {truth.dims}.")
+    draws, truth = xr.align(draws, truth, join="exact")
+    n_dataset, n_chain, n_draw = (draws.sizes[d] for d in lead)
+    values = draws.transpose(*lead, *param_dims).values.reshape(n_dataset, n_chain, n_draw, -1)
+    sim = truth.transpose("dataset", *param_dims).values.reshape(n_dataset, -1)
+    if thin is None:
+        min_ess = None if ess is None else float(ess[name].min())
+        thin = thin_factor(n_chain, n_draw, max_rank=max_rank, min_ess=min_ess)
+    if prior_variance is not None:
+        prior_var = prior_variance[name].transpose(*param_dims).values.reshape(-1)
+    elif n_dataset > 1:
+        prior_var = sim.var(axis=0, ddof=1)
+    else:
+        prior_var = np.full(sim.shape[1], np.nan)
+    columns = _columns(values, sim, thin, prior_var, rng)
+    labels = _labels(draws, name, param_dims)
+    return xr.Dataset(
+        {key: (("dataset", "variable"), value) for key, value in columns.items()},
+        coords={"variable": labels, "parameter": ("variable", [name] * len(labels))},
+    )
+
+
 def sbc_ranks(
     posterior: xr.Dataset,
     truths: xr.Dataset,
@@ -168,42 +200,9 @@ def sbc_ranks(
     missing = [name for name in truths.data_vars if name not in posterior.data_vars]
     if missing:
         raise ValueError(f"Truths {missing} have no posterior draws; pass matching variables.")
-    n_dataset = truths.sizes["dataset"]
-    blocks = []
-    for name in truths.data_vars:
-        draws = posterior[name]
-        lead = ("dataset", *SAMPLE_DIMS)
-        if any(d not in draws.dims for d in lead):
-            raise ValueError(f"Expected posterior['{name}'] with dims {lead} and its parameter "
-                             f"dims; got {draws.dims}.")
-        param_dims = tuple(d for d in draws.dims if d not in lead)
-        truth = truths[name]
-        if set(truth.dims) != {"dataset", *param_dims}:
-            raise ValueError(f"Expected truths['{name}'] with dims ('dataset', *{param_dims}); "
-                             f"got {truth.dims}.")
-        draws, truth = xr.align(draws, truth, join="exact")
-        n_chain, n_draw = draws.sizes["chain"], draws.sizes["draw"]
-        values = draws.transpose(*lead, *param_dims).values.reshape(
-            n_dataset, n_chain, n_draw, -1)
-        sim = truth.transpose("dataset", *param_dims).values.reshape(n_dataset, -1)
-
-        if thin is None:
-            min_ess = None if ess is None else float(ess[name].min())
-            step = thin_factor(n_chain, n_draw, max_rank=max_rank, min_ess=min_ess)
-        else:
-            step = thin
-        if prior_variance is not None:
-            prior_var = prior_variance[name].transpose(*param_dims).values.reshape(-1)
-        elif n_dataset > 1:
-            prior_var = sim.var(axis=0, ddof=1)
-        else:
-            prior_var = np.full(sim.shape[1], np.nan)
-        columns = _columns(values, sim, step, prior_var, rng)
-        labels = _labels(draws, name, param_dims)
-        blocks.append(xr.Dataset(
-            {key: (("dataset", "variable"), value) for key, value in columns.items()},
-            coords={"variable": labels, "parameter": ("variable", [name] * len(labels))},
-        ))
+    blocks = [_variable_table(posterior[name], truths[name], name, thin=thin, max_rank=max_rank,
+                              ess=ess, prior_variance=prior_variance, rng=rng)
+              for name in truths.data_vars]
     table = xr.concat(blocks, dim="variable")
     return table.assign_coords(dataset=truths["dataset"].values if "dataset" in truths.coords
-                               else np.arange(n_dataset))
+                               else np.arange(truths.sizes["dataset"]))
