@@ -248,6 +248,21 @@ class _Builder:
         return Level(name, group, scale=scale, predictors=tuple(predictors), corr=corr)
 
 
+def _parameter_term(builder: _Builder, slot: str, value) -> Term:
+    """The term of one of the family's other parameters: a number, a term as given, or a
+    formula on the parameter's link scale."""
+    if isinstance(value, int | float):
+        return Const(float(value))
+    if isinstance(value, Term):  # e.g. known standard errors: sigma=hj.Data("se")
+        builder.columns |= {need.key: builder.frame[need.key].to_numpy()
+                            for need in value.needs(OBS) if need.key in builder.frame.columns}
+        return value
+    if builder.family == "gaussian" and slot == "sigma" and str(value).strip() == "1":
+        return Fixed("sigma", builder.prior("sigma", HalfStudentT(4.0, builder.scale.sd)))
+    link = {"exp": exp, "inv_logit": inv_logit}[FAMILIES[builder.family].links[slot]]
+    return link(builder.predictor(slot, str(value), f"{slot} ~ {value}", main=False))
+
+
 def formula(
     spec: str,
     data,
@@ -309,19 +324,7 @@ def formula(
     slots = {spec_family.main: builder.predictor(spec_family.main, rhs.strip(), spec.strip(),
                                                  main=True)}
     for slot, value in parameters.items():
-        if isinstance(value, int | float):
-            slots[slot] = Const(float(value))
-            continue
-        if isinstance(value, Term):  # e.g. known standard errors: sigma=hj.Data("se")
-            slots[slot] = value
-            builder.columns |= {need.key: frame[need.key].to_numpy()
-                                for need in value.needs(OBS) if need.key in frame.columns}
-            continue
-        if family == "gaussian" and slot == "sigma" and str(value).strip() == "1":
-            slots[slot] = Fixed("sigma", builder.prior("sigma", HalfStudentT(4.0, scale.sd)))
-            continue
-        link = {"exp": exp, "inv_logit": inv_logit}[spec_family.links[slot]]
-        slots[slot] = link(builder.predictor(slot, str(value), f"{slot} ~ {value}", main=False))
+        slots[slot] = _parameter_term(builder, slot, value)
     unused = sorted(set(builder.priors) - builder.used)
     if unused:
         raise ValueError(f"priors for {unused}, which the model does not have; its parameters "
