@@ -49,6 +49,7 @@ from hjax.inference.progress import report_count
 __all__ = ["Jobs", "LaneOutput", "fit_device", "run"]
 
 DIVERGENCE_THRESHOLD = 1000.0  # BlackJAX's default: energy error that makes a divergence
+TURN_WINDOW = 4  # checkpoint rows a leapfrog step's U-turn test reads (`_turning_at`)
 
 # Ravelled logdensity of one flat position given one dataset's arrays.
 FlatLogDensity = Callable[[Float[Array, " d"], dict[str, Array]], Float[Array, ""]]
@@ -197,6 +198,31 @@ def _checkpoint_range(step):
     return idx_min, idx_max
 
 
+def _turning_at(imm, tree: _Tree, step, window: int | None = None) -> Bool[Array, ""]:
+    """The U-turn test after leaf `step` of the subtree (its checkpoints written), over the
+    `window` checkpoint rows that end at the last one to test (all rows: None).
+
+    Leaf `step` tests as many rows as it has trailing one bits, more than 4 on one leaf in 32;
+    reading 4 rows instead of all 10 cut the 20-group model's sampling time by 6 %.
+    """
+    idx_min, idx_max = _checkpoint_range(step)
+    momenta, sums = tree.checkpoint_momenta, tree.checkpoint_sums
+    start = 0
+    if window is not None and window < momenta.shape[0]:
+        start = jnp.clip(idx_max - window + 1, 0, momenta.shape[0] - window)
+        momenta = jax.lax.dynamic_slice_in_dim(momenta, start, window)
+        sums = jax.lax.dynamic_slice_in_dim(sums, start, window)
+    index = start + jnp.arange(momenta.shape[0])
+    right = tree.front.momentum
+    return jnp.any(_is_turning(imm, momenta, right, tree.sub_momentum_sum - sums + momenta)
+                   & (index >= idx_min) & (index <= idx_max))
+
+
+def _tests_beyond(step, window: int) -> Bool[Array, ""]:
+    """Whether leaf `step` tests more checkpoint rows than `window`."""
+    return jax.lax.population_count((~step & (step + 1)) - 1) > window
+
+
 def _progressive_sampling(key: PRNGKeyArray, current: Proposal, new: Proposal,
                           biased: bool) -> Proposal:
     """BlackJAX's `progressive_uniform_sampling` (or `progressive_biased_sampling`), with the
@@ -236,19 +262,26 @@ def _advance(lane: _Lane, logdensity_fn: FlatLogDensity, data: dict[str, Array])
     # Even leaves are checkpoints; odd ones test the subtrees that end with them. The leaf's
     # row is written in place (an odd leaf's row is out of range and dropped): a `where` over
     # every checkpoint made new arrays each step, 15 % of the loop's time on the 20-group model.
-    idx_min, idx_max = _checkpoint_range(tree.steps)
-    index = jnp.arange(tree.checkpoint_momenta.shape[0])
-    row = jnp.where(tree.steps % 2 == 0, idx_max, index.shape[0])
-    momenta = tree.checkpoint_momenta.at[row].set(state.momentum, mode="drop")
-    sums = tree.checkpoint_sums.at[row].set(sub_sum, mode="drop")
-    turning = jnp.any(_is_turning(imm, momenta, state.momentum, sub_sum - sums + momenta)
-                      & (index >= idx_min) & (index <= idx_max))
+    _, idx_max = _checkpoint_range(tree.steps)
+    row = jnp.where(tree.steps % 2 == 0, idx_max, tree.checkpoint_momenta.shape[0])
     tree = tree._replace(
-        front=state, steps=tree.steps + 1, sub_momentum_sum=sub_sum,
-        sub_proposal=jax.tree.map(partial(jnp.where, first), candidate, sampled),
-        checkpoint_momenta=momenta, checkpoint_sums=sums,
-        diverging=-candidate.weight > DIVERGENCE_THRESHOLD, turning=turning)
+        front=state, sub_momentum_sum=sub_sum,
+        checkpoint_momenta=tree.checkpoint_momenta.at[row].set(state.momentum, mode="drop"),
+        checkpoint_sums=tree.checkpoint_sums.at[row].set(sub_sum, mode="drop"))
+    # A leaf that tests more rows than the window is tested again on all (`_leapfrog`).
+    tree = tree._replace(
+        steps=tree.steps + 1, sub_proposal=jax.tree.map(partial(jnp.where, first), candidate,
+                                                        sampled),
+        diverging=-candidate.weight > DIVERGENCE_THRESHOLD,
+        turning=_turning_at(imm, tree, tree.steps, TURN_WINDOW))
     return lane._replace(tree=tree)
+
+
+def _turning_on_all_rows(lane: _Lane) -> _Lane:
+    """The lane with its last leaf's U-turn test taken over every checkpoint row."""
+    tree = lane.tree
+    turning = _turning_at(lane.adaptation.inverse_mass_matrix, tree, tree.steps - 1)
+    return lane._replace(tree=tree._replace(turning=turning))
 
 
 def _subtree_ended(lane: _Lane) -> Bool[Array, ""]:
@@ -384,6 +417,9 @@ def _leapfrog(run: _Run, state: _Stepping) -> _Stepping:
     # Idle lanes step too (on a placeholder): masking them would cost more than it saves.
     lanes = jax.vmap(partial(_advance, logdensity_fn=run.logdensity_fn))(state.lanes,
                                                                          data=state.lane_data)
+    wide = _tests_beyond(lanes.tree.steps - 1, TURN_WINDOW) & (lanes.job < run.n_jobs)
+    lanes = jax.lax.cond(jnp.any(wide), jax.vmap(_turning_on_all_rows), lambda lanes: lanes,
+                         lanes)
     subtree_ended = jax.vmap(_subtree_ended)(lanes) & (lanes.job < run.n_jobs)
 
     def merge(lanes):
