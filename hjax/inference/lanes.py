@@ -277,11 +277,15 @@ def _advance(lane: _Lane, logdensity_fn: FlatLogDensity, data: dict[str, Array])
     return lane._replace(tree=tree)
 
 
-def _turning_on_all_rows(lane: _Lane) -> _Lane:
-    """The lane with its last leaf's U-turn test taken over every checkpoint row."""
+def _turning_on_all_rows(lane: _Lane, wide: Bool[Array, ""]) -> _Lane:
+    """The lane with its last leaf's U-turn test taken over every checkpoint row if `wide`.
+
+    A lane whose leaf the window covered keeps its test: taken again on other rows, the same
+    sums may round differently, and a lane's draws would depend on the other lanes'.
+    """
     tree = lane.tree
     turning = _turning_at(lane.adaptation.inverse_mass_matrix, tree, tree.steps - 1)
-    return lane._replace(tree=tree._replace(turning=turning))
+    return lane._replace(tree=tree._replace(turning=jnp.where(wide, turning, tree.turning)))
 
 
 def _subtree_ended(lane: _Lane) -> Bool[Array, ""]:
@@ -418,8 +422,8 @@ def _leapfrog(run: _Run, state: _Stepping) -> _Stepping:
     lanes = jax.vmap(partial(_advance, logdensity_fn=run.logdensity_fn))(state.lanes,
                                                                          data=state.lane_data)
     wide = _tests_beyond(lanes.tree.steps - 1, TURN_WINDOW) & (lanes.job < run.n_jobs)
-    lanes = jax.lax.cond(jnp.any(wide), jax.vmap(_turning_on_all_rows), lambda lanes: lanes,
-                         lanes)
+    lanes = jax.lax.cond(jnp.any(wide), jax.vmap(_turning_on_all_rows),
+                         lambda lanes, wide: lanes, lanes, wide)
     subtree_ended = jax.vmap(_subtree_ended)(lanes) & (lanes.job < run.n_jobs)
 
     def merge(lanes):
