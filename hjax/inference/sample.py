@@ -23,6 +23,7 @@ from hjax.inference.keys import as_key, sampling_key
 from hjax.inference.progress import progress_bar
 from hjax.inference.results import STAT_NAMES, to_datatree
 from hjax.inference.samplers import sampler_for
+from hjax.model.identity_index import with_identity_indices
 from hjax.model.reduction import plan_reduction
 from hjax.settings import FitSettings, validated
 
@@ -126,6 +127,7 @@ def sample(
     # The fitted model may be the exact reduction of this one: the same posterior.
     plan = plan_reduction(model, host_data) if settings.reduce else None
     fitted, fitted_batch = (plan.model, plan.batch) if plan else (model, batch)
+    fitted = with_identity_indices(fitted, plan.batch if plan else host_data)
 
     def fit(attempt_settings: FitSettings, rows: np.ndarray, attempt: int) -> Run:
         run = _run(fitted, attempt_settings, {k: v[rows] for k, v in fitted_batch.items()},

@@ -54,6 +54,7 @@ class AbstractLevel(Term):
     predictors: eqx.AbstractVar[tuple[str, ...]]
     corr: eqx.AbstractVar[LKJCholesky | None]
     centered: eqx.AbstractVar[bool]
+    rows_are_groups: eqx.AbstractVar[bool]
 
     def __check_init__(self):
         kind = type(self).__name__
@@ -248,7 +249,15 @@ class AbstractLevel(Term):
 
     # --- the predictor ----------------------------------------------------------------------
     def __call__(self, p, data):
-        values = self.group_values(p, data)[data[self.group]]
+        values = self.group_values(p, data)
+        if self.rows_are_groups:  # set by `hjax.model.identity_index`
+            if values.shape[0] != data[self.group].shape[-1]:
+                raise ValueError(
+                    f"{type(self).__name__} '{self.name}' was told that row i is group i, but "
+                    f"the data have {data[self.group].shape[-1]} rows for {values.shape[0]} "
+                    f"groups; leave `rows_are_groups` False.")
+        else:
+            values = values[data[self.group]]
         if self._k == 1:
             x = self.predictors[0]
             return values if x == INTERCEPT else values * data[x]
@@ -302,6 +311,9 @@ class Level(AbstractLevel):
     predictors: tuple[str, ...] = eqx.field(static=True, default=(INTERCEPT,), converter=_names)
     corr: LKJCholesky | None = None
     centered: bool = eqx.field(static=True, default=False)
+    # Row i of the data is group i: the predictor takes the values without a gather. Set on a
+    # copy by `hj.sample` when the data say so (`hjax.model.identity_index`), not by hand.
+    rows_are_groups: bool = eqx.field(static=True, default=False)
 
     def __check_init__(self):
         where = f"Level '{self.name}'"
@@ -388,6 +400,7 @@ class Nested(AbstractLevel):
     parent: AbstractLevel
     scale: Prior | float = HalfNormal(1.0)
     centered: bool = eqx.field(static=True, default=False)
+    rows_are_groups: bool = eqx.field(static=True, default=False)  # as `Level`'s
     predictors = (INTERCEPT,)
     corr = None
 

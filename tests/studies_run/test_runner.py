@@ -116,12 +116,14 @@ def test_recover_reports_shrinkage_stronger_for_small_groups():
 
 def test_recover_contraction_does_not_depend_on_batch_size(small):
     """Contraction divides by each parameter's prior variance over prior draws: the same for
-    every batch, finite for the parameters a recovery holds fixed."""
+    every batch, finite for the parameters a recovery holds fixed. (Float64: the two batch
+    sizes compile two programs, whose float32 roundings a chain could amplify past rtol.)"""
     model, design = small
     run = dict(key=jax.random.key(2), given={"sigma": 0.5}, grid={"u_sd": [0.3, 1.0]},
                replicates=2, chains=2, warmup=100, draws=100)
-    two = hj.recover(model, design, batch_size=2, **run)
-    four = hj.recover(model, design, batch_size=4, **run)
+    with jax.enable_x64(True):
+        two = hj.recover(model, design, batch_size=2, **run)
+        four = hj.recover(model, design, batch_size=4, **run)
     np.testing.assert_allclose(two.contraction, four.contraction, rtol=1e-4, atol=1e-4)
     assert np.all(np.isfinite(two.contraction.values))
     assert float(two.contraction.sel(variable="sigma").min()) > 0.5  # held, and well informed
