@@ -124,16 +124,12 @@ def sample(
     batch, batched = as_batch(model, data)
     host_data = {k: np.asarray(v) for k, v in batch.items()}
     index = first_dataset + np.arange(next(iter(batch.values())).shape[0])
-    # The fitted model may be the exact reduction of this one: the same posterior.
-    plan = plan_reduction(model, host_data) if settings.reduce else None
-    fitted, fitted_batch = (plan.model, plan.batch) if plan else (model, batch)
-    fitted = with_identity_indices(fitted, plan.batch if plan else host_data)
+    fitted, fitted_batch, reduction = _fitted(model, settings, host_data)
 
     def fit(attempt_settings: FitSettings, rows: np.ndarray, attempt: int) -> Run:
         run = _run(fitted, attempt_settings, {k: v[rows] for k, v in fitted_batch.items()},
                    attempt_key(key, attempt), progress, index[rows])
-        return run._replace(attrs=run.attrs | {"reduction": plan.describe() if plan else
-                                               "none"})
+        return run._replace(attrs=run.attrs | {"reduction": reduction})
 
     def diagnose(run: Run, rows: np.ndarray) -> xr.Dataset:
         rows_data = {k: v[rows] for k, v in host_data.items()}
@@ -145,6 +141,16 @@ def sample(
     if warn:
         diagnostics.warn_problems(tree, tree.fit_stats.to_dataset()[list(diagnostics.DIAGNOSTICS)])
     return tree
+
+
+def _fitted(model, settings: FitSettings, host_data: dict[str, np.ndarray]):
+    """The model and batch the sampler fits, and the reduction it used ("none"): the exact
+    reduction of `model` where one applies (the same posterior), and levels whose rows are
+    their groups marked (`with_identity_indices`: the same density)."""
+    plan = plan_reduction(model, host_data) if settings.reduce else None
+    fitted, batch = (plan.model, plan.batch) if plan else (model, host_data)
+    return (with_identity_indices(fitted, batch), batch,
+            plan.describe() if plan else "none")
 
 
 def _run(model, settings: FitSettings, batch, key, progress: bool,
