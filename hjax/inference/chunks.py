@@ -29,7 +29,7 @@ from hjax.inference.init import InitResult, Stage, init_position, inside_bounds
 from hjax.inference.warmstart import warm_start
 
 __all__ = ["ChunkOutput", "Program", "Runtime", "chunk_output", "chunk_starts", "fit_layout",
-           "run_chunk"]
+           "program_signature", "run_chunk"]
 
 UNIFORM_TRIES, PRIOR_TRIES, BOUNDED_TRIES = 100, 100, 20  # start draws per stage
 
@@ -240,9 +240,14 @@ _COMPILED: dict[tuple, Any] = {}
 COMPILER_OPTIONS = {"xla_cpu_copy_insertion_use_region_analysis": True}
 
 
-def _signature(args) -> tuple:
+def program_signature(args) -> tuple:
     """What a compiled program is specialised to: the pytree structure (static fields
-    included), every array's shape and dtype, every other leaf's value, and x64."""
+    included), every array's shape and dtype, every other leaf's value, and x64.
+
+    Example:
+        >>> program_signature(np.zeros(3)) == program_signature(np.ones(3))
+        True
+    """
     leaves, treedef = jax.tree.flatten(args)
     shapes = tuple((x.shape, x.dtype, getattr(x, "weak_type", False))
                    if isinstance(x, jax.Array | np.ndarray) else x for x in leaves)
@@ -262,7 +267,7 @@ def run_chunk(model, program: Program, *args) -> tuple[ChunkOutput, float]:
         0.0
     """
     everything = (model, program, *args)
-    signature = _signature(everything)
+    signature = program_signature(everything)
     compiled, seconds = _COMPILED.get(signature), 0.0
     if compiled is None:
         start = time.perf_counter()

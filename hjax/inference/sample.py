@@ -27,7 +27,7 @@ from hjax.model.identity_index import with_identity_indices
 from hjax.model.reduction import plan_reduction
 from hjax.settings import FitSettings, validated
 
-__all__ = ["sample"]
+__all__ = ["fitted", "sample"]
 
 
 def _report_init_failures(model, out, data, batched: bool) -> None:
@@ -124,10 +124,10 @@ def sample(
     batch, batched = as_batch(model, data)
     host_data = {k: np.asarray(v) for k, v in batch.items()}
     index = first_dataset + np.arange(next(iter(batch.values())).shape[0])
-    fitted, fitted_batch, reduction = _fitted(model, settings, host_data)
+    fitted_model, fitted_batch, reduction = fitted(model, host_data, settings.reduce)
 
     def fit(attempt_settings: FitSettings, rows: np.ndarray, attempt: int) -> Run:
-        run = _run(fitted, attempt_settings, {k: v[rows] for k, v in fitted_batch.items()},
+        run = _run(fitted_model, attempt_settings, {k: v[rows] for k, v in fitted_batch.items()},
                    attempt_key(key, attempt), progress, index[rows])
         return run._replace(attrs=run.attrs | {"reduction": reduction})
 
@@ -143,13 +143,23 @@ def sample(
     return tree
 
 
-def _fitted(model, settings: FitSettings, host_data: dict[str, np.ndarray]):
-    """The model and batch the sampler fits, and the reduction it used ("none"): the exact
-    reduction of `model` where one applies (the same posterior), and levels whose rows are
-    their groups marked (`with_identity_indices`: the same density)."""
-    plan = plan_reduction(model, host_data) if settings.reduce else None
-    fitted, batch = (plan.model, plan.batch) if plan else (model, host_data)
-    return (with_identity_indices(fitted, batch), batch,
+def fitted(model, host_data: dict[str, np.ndarray], reduce: bool = True):
+    """The model and batch `hj.sample` fits to the batch `host_data`, and the reduction it
+    used ("none"): the exact reduction of `model` where one applies and `reduce` (the same
+    posterior), and levels whose rows are their groups marked (`with_identity_indices`: the
+    same density).
+
+    Example:
+        >>> model, design = hj.catalog.eight_schools()
+        >>> y = np.array([[28.0, 8, -3, 7, -1, 1, 18, 12]])  # a batch of one dataset
+        >>> batch = {k: np.asarray(v)[None] for k, v in model.prepare(design | {"y": y[0]}).items()}
+        >>> fitted_model, fitted_batch, reduction = fitted(model, batch)
+        >>> reduction
+        'none'
+    """
+    plan = plan_reduction(model, host_data) if reduce else None
+    reduced, batch = (plan.model, plan.batch) if plan else (model, host_data)
+    return (with_identity_indices(reduced, batch), batch,
             plan.describe() if plan else "none")
 
 
@@ -158,7 +168,7 @@ def _run(model, settings: FitSettings, batch, key, progress: bool,
     """Fit every dataset of `batch` chunk by chunk (dataset b as `dataset_index[b]`); the
     outputs and the run's attrs."""
     n_datasets = next(iter(batch.values())).shape[0]
-    sampler = sampler_for(settings)
+    sampler = sampler_for(settings, model, {k: v[0] for k, v in batch.items()})
     # An explicit batch_size is kept even above the number of datasets (padding), so that the
     # calls of a sweep split into batches, short last one included, share one compile.
     layout = sampler.layout(n_datasets, chains=settings.chains, batch_size=settings.batch_size,

@@ -25,6 +25,7 @@ import jax
 from hjax.inference import blackjax_nuts, lanes
 from hjax.inference.batching import Layout
 from hjax.inference.chunks import ChunkOutput
+from hjax.inference.one_kernel import fits_one_kernel
 from hjax.settings import FitSettings
 
 __all__ = ["CPU_LANES", "MAX_PER_DEVICE", "LanesNUTS", "Sampler", "VmappedNUTS", "sampler_for"]
@@ -72,8 +73,8 @@ class Sampler(eqx.Module):
 
 class LanesNUTS(Sampler):
     """NUTS whose chains never wait: `lanes` lanes per device (4 on CPU, where each lane
-    costs compute but an iteration's fixed cost is shared; all of a device's chains on an
-    accelerator).
+    costs compute but an iteration's fixed cost is shared, or 1 where the whole loop compiles
+    into one kernel: `sampler_for`; all of a device's chains on an accelerator).
 
     Example:
         >>> LanesNUTS().layout(64, chains=4, backend="cpu", available=2)
@@ -144,13 +145,21 @@ class VmappedNUTS(Sampler):
                 "sequential": layout.sequential, "vectorize": layout.vectorized}
 
 
-def sampler_for(settings: FitSettings) -> Sampler:
-    """The sampler `settings.sampler` names, with its lanes or vectorize.
+def sampler_for(settings: FitSettings, model=None, dataset=None) -> Sampler:
+    """The sampler `settings.sampler` names, with its lanes or vectorize. Given the `model`
+    fitted and one `dataset`, the lanes sampler runs one lane per CPU device where XLA:CPU
+    compiles that model's loop into one kernel (`fits_one_kernel`), unless `settings.lanes`
+    says otherwise.
 
     Example:
         >>> sampler_for(FitSettings(lanes=8))
         LanesNUTS(lanes=8)
+        >>> sampler_for(FitSettings(), model, model.prepare(data))  # gathers theta[school]
+        LanesNUTS()
     """
     if settings.sampler == "blackjax":
         return VmappedNUTS(settings.vectorize)
+    if (settings.lanes is None and model is not None and jax.default_backend() == "cpu"
+            and fits_one_kernel(model, dataset, settings.dense_mass)):
+        return LanesNUTS(1)
     return LanesNUTS(settings.lanes)

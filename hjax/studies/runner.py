@@ -102,7 +102,9 @@ def _manifest(model, fit_model, design, n_datasets, settings, key, given, labels
     layout = sampler_for(settings).layout(min(settings.batch_size, n_datasets),
                                           chains=settings.chains,
                                           batch_size=settings.batch_size,
-                                          devices=settings.devices)
+                                          devices=settings.devices)._asdict()
+    if settings.sampler == "nuts" and settings.lanes is None:
+        layout["lanes"] = None  # chosen by `hj.sample` from the fitted model and the backend
     return {
         "format": 2, "model": str(model), "fit_model": str(fit_model),
         "design": {k: list(np.shape(v)) for k, v in sorted(design.items())},
@@ -114,7 +116,7 @@ def _manifest(model, fit_model, design, n_datasets, settings, key, given, labels
         "x64": bool(jax.config.jax_enable_x64), "backend": jax.default_backend(),
         # The compiled arithmetic depends on the layout (devices, datasets per device, lanes
         # or vmap width): another layout gives other, equally valid, draws.
-        "layout": layout._asdict(),
+        "layout": layout,
         **labels,
         "versions": _versions(),
     }

@@ -12,7 +12,7 @@ from inference_helpers import (
     load_eight_schools,
 )
 
-from hjax.inference import sample
+from hjax.inference import one_kernel, sample
 
 CONJUGATE = dict(chains=4, warmup=300, draws=500, warn=False)
 
@@ -39,6 +39,7 @@ def conjugate_fits():
     model = conjugate_model(3, CountingModel)
     datasets = [conjugate_data(seed) for seed in range(N_DATASETS)]
     key = jax.random.key(7)
+    one_kernel._CHECKED.clear()  # so that the batched fit makes the one-kernel check
     start = len(TRACES)
     batched = sample(model, datasets, key=key, batch_size=4, **CONJUGATE)
     traces_batched = len(TRACES) - start
