@@ -93,8 +93,9 @@ class FitSettings(BaseModel):
         init_radius: half-width of the uniform initialization in unconstrained space.
         batch_size: datasets per chunk (one compiled program); None is all of them, up to
             1024 per device.
-        lanes: "nuts" only: chains advanced together on a device; None is 4 on CPU and all
-            of a device's chains on an accelerator.
+        lanes: "nuts" only: chains advanced together on a device; None is all of a
+            device's chains on an accelerator and, on CPU, 1 where the fitted model's loop
+            compiles into one kernel (`hjax.inference.one_kernel`), else 4.
         vectorize: "blackjax" only: datasets vmapped together on a device; None is 1 on CPU
             and a device's whole share on an accelerator.
         devices: local devices to spread datasets over; None is all of them.
