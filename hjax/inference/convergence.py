@@ -38,24 +38,33 @@ def _z_scale(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     The ranks are `scipy.stats.rankdata(method="average")`'s, found from one sort; their
     scores are looked up among the 2n - 1 possible half-integer ranks instead of computed for
     every value (with the median from the same sort: 0.53 s -> 0.35 s for 1472 series of
-    4 x 500 draws on 2 cores).
+    4 x 500 draws on 2 cores). Only series with ties look for runs of equal values
+    (0.086 s -> 0.056 s per call on those series without ties).
     """
     flat = rows.reshape(len(rows), -1)
     size = flat.shape[1]
     order = np.argsort(flat, axis=1)
     ordered = np.take_along_axis(flat, order, axis=1)
-    # A run of equal values at sorted positions first..last shares the rank (first + last) / 2
-    position = np.broadcast_to(np.arange(size), flat.shape)
-    differs = ordered[:, 1:] != ordered[:, :-1]
-    opens = np.concatenate([np.ones((len(flat), 1), bool), differs], axis=1)
-    closes = np.concatenate([differs, np.ones((len(flat), 1), bool)], axis=1)
-    first = np.maximum.accumulate(np.where(opens, position, 0), axis=1)
-    last = np.minimum.accumulate(np.where(closes, position, size)[:, ::-1], axis=1)[:, ::-1]
+    # A value's rank is (first + last) / 2 + 1 over the sorted positions first..last of its
+    # run of equal values: `first + last` is twice the position where it has no tie
+    first_plus_last = np.broadcast_to(2 * np.arange(size), flat.shape)
+    tied = ordered[:, 1:] == ordered[:, :-1]
+    with_ties = np.flatnonzero(tied.any(axis=1))
+    if len(with_ties):
+        first_plus_last = first_plus_last.copy()
+        position = np.broadcast_to(np.arange(size), (len(with_ties), size))
+        differs = ~tied[with_ties]
+        ones = np.ones((len(with_ties), 1), bool)
+        opens = np.concatenate([ones, differs], axis=1)
+        closes = np.concatenate([differs, ones], axis=1)
+        first = np.maximum.accumulate(np.where(opens, position, 0), axis=1)
+        last = np.minimum.accumulate(np.where(closes, position, size)[:, ::-1], axis=1)[:, ::-1]
+        first_plus_last[with_ties] = first + last
     # Ranks are the half-integers (first + last) / 2 + 1: their scores are looked up
     ranks = np.arange(2 * size - 1) / 2 + 1
     table = special.ndtri((ranks - BLOM_OFFSET) / (size - 2 * BLOM_OFFSET + 1))
     scores = np.empty(flat.shape)
-    np.put_along_axis(scores, order, table[first + last], axis=1)
+    np.put_along_axis(scores, order, table[first_plus_last], axis=1)
     return scores.reshape(rows.shape), ordered
 
 

@@ -231,15 +231,24 @@ def _progressive_sampling(key: PRNGKeyArray, current: Proposal, new: Proposal,
     Under vmap BlackJAX's `cond` becomes one `select` per proposal field, and XLA:CPU fused
     the decision's threefry draw into each of them: four draws per leapfrog step instead of
     one, 7 % of the 20-group model's sampling time. The barrier keeps the decision one value.
+
+    The uniform case, once per leapfrog step, takes BlackJAX's `expit(r)` and
+    `logaddexp(current, new)` from one `exp(-|r|)` (-3 % sampling time on the 20-group
+    model). Its `r` is NaN only where both weights are -inf, on a step that a divergence
+    discards.
     """
     log_ratio = new.weight - current.weight
-    p_accept = (jnp.clip(jnp.exp(log_ratio), max=1) if biased
-                else jax.scipy.special.expit(log_ratio))
+    if biased:
+        p_accept = jnp.clip(jnp.exp(log_ratio), max=1)
+        weight = jnp.logaddexp(current.weight, new.weight)
+    else:
+        shrink = jnp.exp(-jnp.abs(log_ratio))
+        p_accept = jnp.where(log_ratio >= 0, 1, shrink) / (1 + shrink)
+        weight = jnp.maximum(current.weight, new.weight) + jnp.log1p(shrink)
     accept = jax.lax.optimization_barrier(jax.random.bernoulli(key, p_accept))
     return Proposal(
         state=jax.tree.map(partial(jnp.where, accept), new.state, current.state),
-        energy=jnp.where(accept, new.energy, current.energy),
-        weight=jnp.logaddexp(current.weight, new.weight),
+        energy=jnp.where(accept, new.energy, current.energy), weight=weight,
         sum_log_p_accept=jnp.logaddexp(current.sum_log_p_accept, new.sum_log_p_accept))
 
 

@@ -25,6 +25,10 @@ def _draws(kind: str, chains: int, draws: int, rng: np.random.Generator) -> np.n
         return np.repeat(rng.normal(size=(SERIES, chains, draws // 3 + 1)), 3, axis=-1)[..., :draws]
     if kind == "discrete":
         return rng.integers(0, 3, size=shape).astype(float)
+    if kind == "some repeated":  # ties in every other series only
+        x = rng.normal(size=shape)
+        x[::2] = _draws("repeated", chains, draws, rng)[::2]
+        return x
     if kind == "constant":
         return np.ones(shape)
     if kind == "stuck":  # one chain offset from the others
@@ -36,7 +40,8 @@ def _draws(kind: str, chains: int, draws: int, rng: np.random.Generator) -> np.n
     return x
 
 
-KINDS = ["iid", "autocorrelated", "repeated", "discrete", "constant", "stuck", "nan"]
+KINDS = ["iid", "autocorrelated", "repeated", "some repeated", "discrete", "constant", "stuck",
+         "nan"]
 
 
 def _arviz_stats(x: np.ndarray, prob: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
