@@ -277,13 +277,20 @@ def _advance(lane: _Lane, logdensity_fn: FlatLogDensity, data: dict[str, Array])
         front=state, sub_momentum_sum=sub_sum,
         checkpoint_momenta=tree.checkpoint_momenta.at[row].set(state.momentum, mode="drop"),
         checkpoint_sums=tree.checkpoint_sums.at[row].set(sub_sum, mode="drop"))
-    # A leaf that tests more rows than the window is tested again on all (`_leapfrog`).
+    # Its U-turn test is `_leapfrog`'s.
     tree = tree._replace(
         steps=tree.steps + 1, sub_proposal=jax.tree.map(partial(jnp.where, first), candidate,
                                                         sampled),
-        diverging=-candidate.weight > DIVERGENCE_THRESHOLD,
-        turning=_turning_at(imm, tree, tree.steps, TURN_WINDOW))
+        diverging=-candidate.weight > DIVERGENCE_THRESHOLD, turning=jnp.zeros((), bool))
     return lane._replace(tree=tree)
+
+
+def _turning_in_window(lane: _Lane) -> _Lane:
+    """The lane with its last leaf's U-turn test taken over the `TURN_WINDOW` rows."""
+    tree = lane.tree
+    turning = _turning_at(lane.adaptation.inverse_mass_matrix, tree, tree.steps - 1,
+                          TURN_WINDOW)
+    return lane._replace(tree=tree._replace(turning=turning))
 
 
 def _turning_on_all_rows(lane: _Lane, wide: Bool[Array, ""]) -> _Lane:
@@ -430,6 +437,12 @@ def _leapfrog(run: _Run, state: _Stepping) -> _Stepping:
     # Idle lanes step too (on a placeholder): masking them would cost more than it saves.
     lanes = jax.vmap(partial(_advance, logdensity_fn=run.logdensity_fn))(state.lanes,
                                                                          data=state.lane_data)
+    # Even leaves test no subtree (`_checkpoint_range`): the U-turn test is skipped on the
+    # steps where every lane's leaf is even, half of them on one lane (-5 % sampling time of
+    # the 20-group model).
+    odd_leaf = lanes.tree.steps % 2 == 0  # the leaf just taken is `steps - 1`
+    lanes = jax.lax.cond(jnp.any(odd_leaf), jax.vmap(_turning_in_window), lambda lanes: lanes,
+                         lanes)
     wide = _tests_beyond(lanes.tree.steps - 1, TURN_WINDOW) & (lanes.job < run.n_jobs)
     lanes = jax.lax.cond(jnp.any(wide), jax.vmap(_turning_on_all_rows),
                          lambda lanes, wide: lanes, lanes, wide)
