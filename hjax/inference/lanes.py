@@ -277,7 +277,7 @@ def _advance(lane: _Lane, logdensity_fn: FlatLogDensity, data: dict[str, Array])
         front=state, sub_momentum_sum=sub_sum,
         checkpoint_momenta=tree.checkpoint_momenta.at[row].set(state.momentum, mode="drop"),
         checkpoint_sums=tree.checkpoint_sums.at[row].set(sub_sum, mode="drop"))
-    # Its U-turn test is `_leapfrog`'s.
+    # The leaf's U-turn test is taken by `_leapfrog`, on odd leaves only.
     tree = tree._replace(
         steps=tree.steps + 1, sub_proposal=jax.tree.map(partial(jnp.where, first), candidate,
                                                         sampled),
