@@ -39,7 +39,7 @@ def _z_scale(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     scores are looked up among the 2n - 1 possible half-integer ranks instead of computed for
     every value (with the median from the same sort: 0.53 s -> 0.35 s for 1472 series of
     4 x 500 draws on 2 cores). Only series with ties look for runs of equal values
-    (0.086 s -> 0.056 s per call on those series without ties).
+    (0.086 s -> 0.056 s per call on 1472 series of 2000 draws without ties).
     """
     flat = rows.reshape(len(rows), -1)
     size = flat.shape[1]
