@@ -5,6 +5,8 @@ import warnings
 import numpy as np
 import pytest
 import xarray as xr
+from arviz_base import rcParams
+from arviz_stats.base import array_stats
 
 from hjax.inference import check, diagnose, summary
 from hjax.inference.diagnostics import warn_problems
@@ -74,3 +76,19 @@ def test_summary_rows_and_values():
     single = summary(xr.DataTree.from_dict(
         {"posterior": tree.posterior.to_dataset().isel(dataset=0)}))
     assert "mu" in single.index and "theta[c]" in single.index
+
+
+def test_summary_diagnostics_are_arviz_stats_of_each_series():
+    tree = _tree(datasets=2, stuck_dataset=1)
+    table = summary(tree)
+    posterior = tree.posterior
+    for (dataset, label), row in table.iterrows():
+        name, _, group = label.partition("[")
+        series = posterior[name].sel(dataset=dataset)
+        if group:
+            series = series.sel(g=group.rstrip("]"))
+        values = series.transpose("chain", "draw").values
+        expected = [array_stats.rhat(values), array_stats.ess(values, method="bulk"),
+                    array_stats.ess(values, method="tail", prob=rcParams["stats.ci_prob"])]
+        np.testing.assert_allclose(row[["r_hat", "ess_bulk", "ess_tail"]].to_numpy(float),
+                                   expected, rtol=1e-10, err_msg=f"dataset {dataset}, {label}")
