@@ -11,10 +11,12 @@ fits only batches k, k + n, k + 2n, ...: n workers, on one machine or many, shar
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.metadata
 import os
 from collections.abc import Callable, Mapping
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -123,14 +125,34 @@ def _manifest(model, fit_model, design, n_datasets, settings, key, given, labels
 
 
 def _versions() -> dict[str, str]:
-    """Versions that can change the bits; recorded, but a difference only warns."""
+    """Versions that can change the bits; recorded, but a difference only warns.
+
+    hjax's own code is named by a digest of its source as well as by its version, which
+    does not change with every commit (an editable install, a checkout that moves)."""
     found = {}
     for name in ("jax", "jaxlib", "blackjax", "hjax"):
         try:
             found[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:
             found[name] = "unknown"
+    found["hjax source"] = _source_digest(Path(__file__).parents[1])
     return found
+
+
+@functools.cache
+def _source_digest(package: Path) -> str:
+    """The first 16 hex digits of the SHA-256 of a package's Python files (names and bytes).
+
+    Example:
+        >>> import hjax
+        >>> len(_source_digest(Path(hjax.__file__).parent))
+        16
+    """
+    digest = hashlib.sha256()
+    for path in sorted(package.rglob("*.py")):
+        digest.update(path.relative_to(package).as_posix().encode() + b"\0")
+        digest.update(path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
 
 
 def run_study(

@@ -13,6 +13,7 @@ import pytest
 import xarray as xr
 
 import hjax as hj
+from hjax.studies import runner
 from hjax.studies.runner import merge_directory
 from hjax.studies.status import study_status
 from hjax.studies.store import Store
@@ -147,3 +148,28 @@ def test_two_workers_started_together_end_identical(reference, tmp_path):
     manifest = json.loads((tmp_path / "out" / "batches" / "study.json").read_text())
     assert manifest["key"] == [0, 0] and manifest["settings"]["batch_size"] == 2
     assert np.all(merged["dataset"].values == np.arange(6))
+
+
+def test_other_hjax_source_only_warns_naming_it(tmp_path):
+    """Another hjax (same version string, other code) may round differently: a warning."""
+    manifest = {"settings": {"chains": 4}, "n_datasets": 2}
+    Store(tmp_path, manifest | {"versions": {"hjax": "0.1.0", "hjax source": "aaaa"}})
+    with pytest.warns(UserWarning, match=r'other versions \(hjax source: stored "aaaa", now '
+                                         r'"bbbb"\)'):
+        Store(tmp_path, manifest | {"versions": {"hjax": "0.1.0", "hjax source": "bbbb"}})
+
+
+def test_the_source_digest_follows_every_byte_of_the_code(tmp_path):
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "a.py").write_text("x = 1\n")
+    (tmp_path / "sub" / "b.py").write_text("y = 2\n")
+    (tmp_path / "notes.txt").write_text("not code")
+    first = runner._source_digest(tmp_path)
+    runner._source_digest.cache_clear()
+    (tmp_path / "notes.txt").write_text("changed, still not code")
+    assert runner._source_digest(tmp_path) == first
+    runner._source_digest.cache_clear()
+    (tmp_path / "sub" / "b.py").write_text("y = 3\n")
+    assert runner._source_digest(tmp_path) != first
+    runner._source_digest.cache_clear()
+    assert runner._versions()["hjax source"] == runner._source_digest(ROOT / "hjax")
