@@ -91,19 +91,21 @@ def check_writable(directory: Path) -> None:
 _ABSENT = object()  # a key one of two manifests lacks (e.g. a setting newer than the study)
 
 
-def _differences(stored, current, where: str = "") -> list[str]:
-    """Paths at which two JSON values differ, as 'path: stored X, now Y'."""
+def _differences(stored, current, where: str = "",
+                 unknown: str = "a setting the hjax that wrote it did not have") -> list[str]:
+    """Paths at which two JSON values differ, as 'path: stored X, now Y'; a path the stored
+    value lacks shows as 'absent (`unknown`)'."""
     if isinstance(stored, dict) and isinstance(current, dict):
         found = []
         for key in sorted(set(stored) | set(current), key=str):
             found += _differences(stored.get(key, _ABSENT), current.get(key, _ABSENT),
-                                  f"{where}.{key}" if where else str(key))
+                                  f"{where}.{key}" if where else str(key), unknown)
         return found
     if stored != current:
         def show(value, absent):
             return absent if value is _ABSENT else json.dumps(value)[:80]
 
-        stored = show(stored, "absent (a setting the hjax that wrote it did not have)")
+        stored = show(stored, f"absent ({unknown})")
         return [f"{where or 'manifest'}: stored {stored}, now {show(current, 'absent')}"]
     return []
 
@@ -157,7 +159,8 @@ class Store:
             finally:
                 tmp.unlink(missing_ok=True)
         stored = json.loads(path.read_text())
-        versions = _differences(stored.pop("versions", {}), self.manifest.get("versions", {}))
+        versions = _differences(stored.pop("versions", {}), self.manifest.get("versions", {}),
+                                unknown="not recorded by the hjax that wrote it")
         if versions:
             warnings.warn(f"{self.directory} was started with other versions ("
                           + "; ".join(versions) + "): batches fitted now may differ in the last "

@@ -157,6 +157,10 @@ def test_other_hjax_source_only_warns_naming_it(tmp_path):
     with pytest.warns(UserWarning, match=r'other versions \(hjax source: stored "aaaa", now '
                                          r'"bbbb"\)'):
         Store(tmp_path, manifest | {"versions": {"hjax": "0.1.0", "hjax source": "bbbb"}})
+    with pytest.warns(UserWarning, match=r"jax: stored absent \(not recorded by the hjax that "
+                                         r'wrote it\), now "0.9"'):
+        Store(tmp_path, manifest | {"versions": {"hjax": "0.1.0", "hjax source": "aaaa",
+                                                 "jax": "0.9"}})
 
 
 def test_the_source_digest_follows_every_byte_of_the_code(tmp_path):
