@@ -1,8 +1,8 @@
 """Rank-normalized split R-hat and bulk and tail ESS (Vehtari et al. 2021), for many series at once.
 
 The same estimators as arviz-stats (`arviz_stats.rhat`, `arviz_stats.ess` with methods "bulk"
-and "tail"), equal to them to rounding, but computed for every series in one set of array
-operations. Written here because arviz-stats runs its estimators one series at a time in a Python
+and "tail"), equal to them to rounding, but computed for blocks of series in one set of array
+operations each, the blocks spread over threads. Written here because arviz-stats runs its estimators one series at a time in a Python
 loop: for a batched fit (64 datasets x 23 parameters) that loop took 6.8 s, longer than the
 sampling itself, and its numba backend has no tail ESS. The tests compare every value with
 arviz-stats.
@@ -23,6 +23,10 @@ from hjax.devices import available_cores
 __all__ = ["rank_diagnostics"]
 
 BLOM_OFFSET = 3 / 8  # fractional offset of the rank back-transform (Blom 1958)
+# Series computed together: their arrays stay in cache and in malloc's heap. All 2688 series
+# of a 64-dataset crossed Bernoulli fit (4 x 500 draws) at once took 0.73 s on one core, in
+# blocks of 32 0.49 s (arrays of whole batches were fresh pages every time, and out of cache).
+BLOCK = 32
 
 
 def _split_chains(rows: np.ndarray) -> np.ndarray:
@@ -135,16 +139,16 @@ def rank_diagnostics(x: np.ndarray, prob: float) -> tuple[np.ndarray, ...]:
         >>> rhat.shape, bool((bulk > 500).all())
         ((3,), True)
     """
-    x = np.asarray(x, dtype=float)
-    rows = x.reshape(-1, *x.shape[-2:])
-    usable = ~np.isnan(rows).any(axis=(1, 2)) & (x.shape[-1] >= 4)
+    x = np.asarray(x)
+    rows = x.reshape(-1, *x.shape[-2:])  # made float64 a block at a time
+    usable = np.flatnonzero(~np.isnan(rows).any(axis=(1, 2)) & (x.shape[-1] >= 4))
+    blocks = [usable[start:start + BLOCK] for start in range(0, len(usable), BLOCK)]
     values = np.full((3, len(rows)), np.nan)
-    chunks = np.array_split(np.flatnonzero(usable), min(available_cores(), len(rows) // 256 + 1))
-    # numpy's sorts and FFTs release the GIL: threads over chunks of series use every core
-    with ThreadPoolExecutor(len(chunks)) as pool:
-        for chunk, found in zip(chunks, pool.map(lambda c: _rows_diagnostics(rows[c], prob),
-                                                 chunks), strict=True):
-            values[:, chunk] = found
+    # numpy's sorts and FFTs release the GIL: threads over blocks of series use every core
+    with ThreadPoolExecutor(max(1, min(available_cores(), len(blocks)))) as pool:
+        found = pool.map(lambda block: _rows_diagnostics(rows[block].astype(float), prob), blocks)
+        for block, block_values in zip(blocks, found, strict=True):
+            values[:, block] = block_values
     return tuple(v.reshape(x.shape[:-2]) for v in values)
 
 
