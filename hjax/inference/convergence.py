@@ -2,10 +2,10 @@
 
 The same estimators as arviz-stats (`arviz_stats.rhat`, `arviz_stats.ess` with methods "bulk"
 and "tail"), equal to them to rounding, but computed for blocks of series in one set of array
-operations each, the blocks spread over threads. Written here because arviz-stats runs its estimators one series at a time in a Python
-loop: for a batched fit (64 datasets x 23 parameters) that loop took 6.8 s, longer than the
-sampling itself, and its numba backend has no tail ESS. The tests compare every value with
-arviz-stats.
+operations each, the blocks spread over threads. Written here because arviz-stats runs its
+estimators one series at a time in a Python loop: for a batched fit (64 datasets x 23
+parameters) that loop took 6.8 s, longer than the sampling itself, and its numba backend has no
+tail ESS. The tests compare every value with arviz-stats.
 
 A series with a NaN, fewer than 4 draws, or (for R-hat) fewer than 2 chains gives NaN, as in
 arviz-stats.

@@ -14,9 +14,10 @@ import math
 
 import distrax
 import equinox as eqx
-import jax
 import jax.numpy as jnp
 import numpy as np
+
+from hjax.model.log1p_exp import log1p_exp
 
 SLOT_ADVICE = ("Give it a prior with that support (e.g. hj.HalfNormal for a positive scale) or "
                "wrap a linear predictor in a link (hj.exp, hj.inv_logit).")
@@ -244,7 +245,7 @@ class CorrCholeskyBijector(distrax.Bijector):
         lower = (z_mat + diag) * jnp.sqrt(jnp.where(jnp.tril(jnp.ones((k, k)), 0) > 0,
                                                      remaining_before, 1.0))
         # dz/dx = 1 - tanh^2 = 4 / (e^x + e^-x)^2, written stably.
-        tanh_logdet = jnp.sum(2.0 * (math.log(2.0) - x - jax.nn.softplus(-2.0 * x)))
+        tanh_logdet = jnp.sum(2.0 * (math.log(2.0) - x - log1p_exp(-2.0 * x)))
         stick_logdet = 0.5 * jnp.sum(jnp.log(remaining_before[rows, cols]))
         return lower, tanh_logdet + stick_logdet
 

@@ -15,6 +15,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 
 from hjax.model import constraints as C
 from hjax.model.data import preview
+from hjax.model.log1p_exp import log1p_exp
 from hjax.model.terms import Const, Data, Term, as_term
 
 
@@ -213,7 +214,7 @@ class BernoulliLogit(Likelihood):
 
     def log_prob(self, y, logit_p):
         # = y log(sigmoid(x)) + (1 - y) log(sigmoid(-x)), with one softplus instead of two.
-        return y * logit_p - jax.nn.softplus(logit_p)
+        return y * logit_p - log1p_exp(logit_p)
 
     def sample(self, key, logit_p):
         return {"y": jax.random.bernoulli(key, jax.nn.sigmoid(logit_p)).astype(jnp.int32)}
@@ -243,7 +244,7 @@ class Binomial(Likelihood):
 
     def log_prob(self, y, logit_p, trials):
         log_choose = jsp.gammaln(trials + 1) - jsp.gammaln(y + 1) - jsp.gammaln(trials - y + 1)
-        return log_choose + y * logit_p - trials * jax.nn.softplus(logit_p)
+        return log_choose + y * logit_p - trials * log1p_exp(logit_p)
 
     def sample(self, key, logit_p, trials):
         shape = jnp.shape(logit_p + trials)

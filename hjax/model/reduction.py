@@ -28,12 +28,12 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import equinox as eqx
-import jax
 import jax.numpy as jnp
 import numpy as np
 from scipy.special import gammaln
 
 from hjax.model.likelihoods import BernoulliLogit, Binomial, Gaussian, Likelihood, Poisson
+from hjax.model.log1p_exp import log1p_exp
 from hjax.model.terms import OBS
 
 __all__ = ["Reduced", "ReductionPlan", "plan_reduction"]
@@ -97,11 +97,11 @@ class Reduced(Likelihood):
             return (-n * (jnp.log(sigma) + 0.5 * jnp.log(2 * jnp.pi))
                     - (stat["ss"] + n * (stat["mean"] - mu) ** 2) / (2 * sigma**2))
         if isinstance(inner, BernoulliLogit):
-            return stat["sum"] * slots["logit_p"] - stat["n"] * jax.nn.softplus(slots["logit_p"])
+            return stat["sum"] * slots["logit_p"] - stat["n"] * log1p_exp(slots["logit_p"])
         if isinstance(inner, Binomial):
             x = slots["logit_p"]
             return (stat["log_choose"] + stat["sum"] * x
-                    - stat["n"] * slots["trials"] * jax.nn.softplus(x))
+                    - stat["n"] * slots["trials"] * log1p_exp(x))
         rate = slots["log_rate"]
         return stat["sum"] * rate - stat["n"] * jnp.exp(rate) - stat["log_factorial"]
 

@@ -21,6 +21,7 @@ import numpy as np
 from jaxtyping import Array, PRNGKeyArray
 
 from hjax.model import constraints as C
+from hjax.model.log1p_exp import log1p_exp
 
 OBS = "obs"  # the context of per-observation values; other contexts are group names
 
@@ -377,7 +378,7 @@ class Quotient(Term):
 
 _LINKS = {
     "exp": (jnp.exp, C.positive),
-    "softplus": (jax.nn.softplus, C.positive),
+    "softplus": (log1p_exp, C.positive),
     "inv_logit": (jax.nn.sigmoid, C.unit_interval),
 }
 
