@@ -6,8 +6,9 @@ compiles a whole while loop into one kernel instead, but only a loop without sca
 convolution, sort, FFT or custom-call operations. The lanes loop itself is free of them when
 it runs a single lane (with more lanes, each lane writing its own checkpoint row and output
 row is a scatter), so it hoists whenever the model's gradient and constraining transform are
-free of them too: levels whose rows are their groups (no gather, whose gradient is a
-scatter-add), no matrix products, no linear algebra calls. Then one lane per CPU device is
+free of them too: levels whose index column is a regular pattern of their groups
+(`hjax.model.regular_index`: no gather, whose gradient is a scatter-add), no matrix
+products, no linear algebra calls. Then one lane per CPU device is
 faster than several, on the reduced 20-group model 1.8 times (`scripts/bench`).
 """
 
@@ -36,12 +37,12 @@ def fits_one_kernel(model, dataset: dict[str, Array], dense_mass: bool = False) 
     matrix products.
 
     Example:
-        >>> from hjax.model.identity_index import with_identity_indices
+        >>> from hjax.model.regular_index import with_regular_indices
         >>> prepared = model.prepare(data)
         >>> fits_one_kernel(model, prepared)  # theta[school] is a gather
         False
         >>> batch = {k: np.asarray(v)[None] for k, v in prepared.items()}
-        >>> marked = with_identity_indices(model, batch)  # row i is school i: no gather
+        >>> marked = with_regular_indices(model, batch)  # row i is school i: no gather
         >>> fits_one_kernel(marked, prepared), fits_one_kernel(marked, prepared, dense_mass=True)
         (True, False)
     """

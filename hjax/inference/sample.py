@@ -23,8 +23,8 @@ from hjax.inference.keys import as_key, sampling_key
 from hjax.inference.progress import progress_bar
 from hjax.inference.results import STAT_NAMES, to_datatree
 from hjax.inference.samplers import sampler_for
-from hjax.model.identity_index import with_identity_indices
 from hjax.model.reduction import plan_reduction
+from hjax.model.regular_index import with_regular_indices
 from hjax.settings import FitSettings, validated
 
 __all__ = ["fitted", "sample"]
@@ -146,8 +146,8 @@ def sample(
 def fitted(model, host_data: dict[str, np.ndarray], reduce: bool = True):
     """The model and batch `hj.sample` fits to the batch `host_data`, and the reduction it
     used ("none"): the exact reduction of `model` where one applies and `reduce` (the same
-    posterior), and levels whose rows are their groups marked (`with_identity_indices`: the
-    same density).
+    posterior), and levels whose index column is a regular pattern of their groups marked
+    (`with_regular_indices`: the same density, no gather).
 
     Example:
         >>> model, design = hj.catalog.eight_schools()
@@ -159,7 +159,7 @@ def fitted(model, host_data: dict[str, np.ndarray], reduce: bool = True):
     """
     plan = plan_reduction(model, host_data) if reduce else None
     reduced, batch = (plan.model, plan.batch) if plan else (model, host_data)
-    return (with_identity_indices(reduced, batch), batch,
+    return (with_regular_indices(reduced, batch), batch,
             plan.describe() if plan else "none")
 
 

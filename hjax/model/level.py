@@ -41,6 +41,14 @@ def _fixed_scale_problem(scale) -> str | None:
     return None
 
 
+def _expand_rows(values, outer: int, inner: int):
+    """`values[tile(repeat(arange(groups), inner), outer)]` as a broadcast: its transpose is a
+    sum, where a gather's is a scatter-add."""
+    groups, rest = values.shape[0], values.shape[1:]
+    expanded = jnp.broadcast_to(values[None, :, None], (outer, groups, inner, *rest))
+    return expanded.reshape(outer * groups * inner, *rest)
+
+
 class AbstractLevel(Term):
     """Per-group values from a normal population: the shared code of `Level` and `Nested`.
 
@@ -54,7 +62,7 @@ class AbstractLevel(Term):
     predictors: eqx.AbstractVar[tuple[str, ...]]
     corr: eqx.AbstractVar[LKJCholesky | None]
     centered: eqx.AbstractVar[bool]
-    rows_are_groups: eqx.AbstractVar[bool]
+    row_pattern: eqx.AbstractVar[tuple[int, int] | None]
 
     def __check_init__(self):
         kind = type(self).__name__
@@ -250,14 +258,17 @@ class AbstractLevel(Term):
     # --- the predictor ----------------------------------------------------------------------
     def __call__(self, p, data):
         values = self.group_values(p, data)
-        if self.rows_are_groups:  # set by `hjax.model.identity_index`
-            if values.shape[0] != data[self.group].shape[-1]:
-                raise ValueError(
-                    f"{type(self).__name__} '{self.name}' was told that row i is group i, but "
-                    f"the data have {data[self.group].shape[-1]} rows for {values.shape[0]} "
-                    f"groups; leave `rows_are_groups` False.")
-        else:
+        if self.row_pattern is None:
             values = values[data[self.group]]
+        else:  # set by `hjax.model.regular_index`
+            outer, inner = self.row_pattern
+            rows = data[self.group].shape[-1]
+            if outer * values.shape[0] * inner != rows:
+                raise ValueError(
+                    f"{type(self).__name__} '{self.name}' was told that its rows are {outer} x "
+                    f"its {values.shape[0]} groups x {inner}, but the data have {rows} rows; "
+                    "leave `row_pattern` None.")
+            values = _expand_rows(values, outer, inner)
         if self._k == 1:
             x = self.predictors[0]
             return values if x == INTERCEPT else values * data[x]
@@ -311,9 +322,10 @@ class Level(AbstractLevel):
     predictors: tuple[str, ...] = eqx.field(static=True, default=(INTERCEPT,), converter=_names)
     corr: LKJCholesky | None = None
     centered: bool = eqx.field(static=True, default=False)
-    # Row i of the data is group i: the predictor takes the values without a gather. Set on a
-    # copy by `hj.sample` when the data say so (`hjax.model.identity_index`), not by hand.
-    rows_are_groups: bool = eqx.field(static=True, default=False)
+    # (outer, inner): the index column is tile(repeat(arange(groups), inner), outer), and the
+    # predictor broadcasts the values instead of gathering them. Set on a copy by `hj.sample`
+    # when the data say so (`hjax.model.regular_index`), not by hand.
+    row_pattern: tuple[int, int] | None = eqx.field(static=True, default=None)
 
     def __check_init__(self):
         where = f"Level '{self.name}'"
@@ -400,7 +412,7 @@ class Nested(AbstractLevel):
     parent: AbstractLevel
     scale: Prior | float = HalfNormal(1.0)
     centered: bool = eqx.field(static=True, default=False)
-    rows_are_groups: bool = eqx.field(static=True, default=False)  # as `Level`'s
+    row_pattern: tuple[int, int] | None = eqx.field(static=True, default=None)  # as Level's
     predictors = (INTERCEPT,)
     corr = None
 

@@ -352,7 +352,7 @@ def gradient_seconds(problem: Problem, data: Data, lanes: int, target: float) ->
     gradient, and the floor was that much too high. The step count doubles (or scales) until
     one timed call lasts `target` seconds. The density is the one
     `hj.sample` fits (`hjax.inference.sample.fitted`): the exact reduction of the model where
-    it has one, with the levels whose rows are their groups marked."""
+    it has one, with the levels whose index column is a regular pattern marked."""
     model, batch, _ = fitted(problem.model, take(data, slice(0, 1)))
     data = take(batch, 0)
     value_and_grad = jax.vmap(jax.value_and_grad(model.logdensity), in_axes=(0, None))

@@ -23,13 +23,16 @@ def _one(batch):
     return {k: v[0] for k, v in batch.items()}
 
 
-def _gathering():
-    """A varying intercept whose 12 rows fall in 4 groups: its gradient scatter-adds."""
+def _gathering(regular: bool = False):
+    """A varying intercept whose 12 rows fall in 4 groups in no regular order (unless
+    `regular`: each group's 3 rows together): its gradient scatter-adds."""
     model, design = hj.catalog.varying_intercept(groups=4, per_group=3)
+    if not regular:
+        design = design | {"group": np.array([0, 1, 0, 2, 3, 1, 2, 3, 0, 1, 2, 3])}
     return model, design | {"y": np.linspace(-1.0, 1.0, 12)}
 
 
-def test_levels_whose_rows_are_their_groups_fit_one_kernel():
+def test_levels_with_regular_indices_fit_one_kernel():
     model, data = _schools()
     batch = {k: np.asarray(v)[None] for k, v in model.prepare(data).items()}
     marked, marked_batch, _ = fitted(model, batch)
@@ -44,6 +47,10 @@ def test_levels_whose_rows_are_their_groups_fit_one_kernel():
     assert fits_one_kernel(reduced, _one(reduced_batch))
     unreduced, unreduced_batch, _ = fitted(gathering, gathering_batch, reduce=False)
     assert not fits_one_kernel(unreduced, _one(unreduced_batch))
+    regular, raw = _gathering(regular=True)  # rows repeat(arange(4), 3): a broadcast
+    regular_batch = {k: np.asarray(v)[None] for k, v in regular.prepare(raw).items()}
+    unreduced, unreduced_batch, _ = fitted(regular, regular_batch, reduce=False)
+    assert fits_one_kernel(unreduced, _one(unreduced_batch))
 
 
 def _computations(hlo: str) -> dict[str, list[str]]:
