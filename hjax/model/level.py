@@ -258,17 +258,14 @@ class AbstractLevel(Term):
     # --- the predictor ----------------------------------------------------------------------
     def __call__(self, p, data):
         values = self.group_values(p, data)
-        if self.row_pattern is None:
+        # `row_pattern` (set by `hjax.model.regular_index`) describes the rows of the data it
+        # was found in; other rows (a derived value taken per group) are gathered.
+        pattern = self.row_pattern
+        if pattern is not None and pattern[0] * values.shape[0] * pattern[1] == \
+                data[self.group].shape[-1]:
+            values = _expand_rows(values, *pattern)
+        else:
             values = values[data[self.group]]
-        else:  # set by `hjax.model.regular_index`
-            outer, inner = self.row_pattern
-            rows = data[self.group].shape[-1]
-            if outer * values.shape[0] * inner != rows:
-                raise ValueError(
-                    f"{type(self).__name__} '{self.name}' was told that its rows are {outer} x "
-                    f"its {values.shape[0]} groups x {inner}, but the data have {rows} rows; "
-                    "leave `row_pattern` None.")
-            values = _expand_rows(values, outer, inner)
         if self._k == 1:
             x = self.predictors[0]
             return values if x == INTERCEPT else values * data[x]
