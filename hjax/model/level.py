@@ -260,9 +260,8 @@ class AbstractLevel(Term):
         values = self.group_values(p, data)
         # `row_pattern` (set by `hjax.model.regular_index`) describes the rows of the data it
         # was found in; other rows (a derived value taken per group) are gathered.
-        pattern = self.row_pattern
-        if pattern is not None and pattern[0] * values.shape[0] * pattern[1] == \
-                data[self.group].shape[-1]:
+        pattern, rows = self.row_pattern, data[self.group].shape[-1]
+        if pattern is not None and pattern[0] * values.shape[0] * pattern[1] == rows:
             values = _expand_rows(values, *pattern)
         else:
             values = values[data[self.group]]
