@@ -28,13 +28,18 @@ WARM_STARTS = ("advi", "pathfinder")
 class Escalation(BaseModel):
     """When a fit fails its diagnostics, and how it is refitted.
 
+    A refit runs longer in both phases: a longer warmup and a higher target acceptance for
+    the geometry (divergences), and longer chains thinned to the same number of draws for
+    R-hat and ESS, which only more iterations improve.
+
     Attributes:
         attempts: refits allowed after the first fit (0: never refit).
-        max_divergences: divergent transitions after warmup a fit may have.
+        max_divergences: draws with a divergence after warmup a fit may have.
         max_rhat: the largest R-hat (rank-normalized, split) a fit may have.
         min_ess_bulk: the smallest bulk ESS (over all chains) a fit may have.
         warmup_factor: each attempt multiplies the warmup by this.
         accept_step: each attempt multiplies 1 - target_accept by this.
+        thin_factor: each attempt multiplies `thin` by this (the iterations after warmup).
 
     Example:
         >>> policy = Escalation(attempts=2)
@@ -42,6 +47,8 @@ class Escalation(BaseModel):
         [500, 1000, 2000]
         >>> [policy.settings(FitSettings(), k).target_accept for k in (0, 1, 2)]
         [0.8, 0.9, 0.95]
+        >>> [policy.settings(FitSettings(), k).thin for k in (0, 1, 2)]
+        [1, 2, 4]
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -52,15 +59,17 @@ class Escalation(BaseModel):
     min_ess_bulk: float = Field(100.0, ge=0)
     warmup_factor: float = Field(2.0, ge=1)
     accept_step: float = Field(0.5, gt=0, le=1)
+    thin_factor: int = Field(2, ge=1)
 
     def settings(self, settings, attempt: int):
         """The settings of attempt `attempt` (0 is the first fit): longer warmup, higher
-        target acceptance."""
+        target acceptance, longer thinned chains."""
         if attempt == 0:
             return settings
         warmup = int(round(settings.warmup_iterations * self.warmup_factor**attempt))
         accept = 1 - (1 - settings.target_accept) * self.accept_step**attempt
-        return settings.model_copy(update={"warmup": warmup, "target_accept": round(accept, 6)})
+        return settings.model_copy(update={"warmup": warmup, "target_accept": round(accept, 6),
+                                           "thin": settings.thin * self.thin_factor**attempt})
 
     def failing(self, diagnostics) -> np.ndarray:
         """Per dataset (of `hj.diagnose` output): whether the fit fails the policy."""
@@ -83,7 +92,11 @@ class FitSettings(BaseModel):
             "blackjax" (BlackJAX's NUTS kernel vmapped: the reference).
         chains: chains per dataset.
         warmup: adaptation iterations per chain; None is 1000, or 300 after a warm start.
-        draws: iterations kept per chain after warmup.
+        draws: draws kept per chain after warmup.
+        thin: iterations per kept draw: `draws * thin` iterations follow the warmup and
+            every `thin`-th is kept. A kept draw's statistics cover its `thin` iterations (a
+            divergence or a tree-depth hit in any of them, their leapfrog steps summed, their
+            mean acceptance), so thinning hides no divergence.
         target_accept: target mean acceptance probability of step-size adaptation.
         dense_mass: adapt a dense mass matrix instead of a diagonal one.
         max_tree_depth: NUTS's maximum number of trajectory doublings.
@@ -116,6 +129,7 @@ class FitSettings(BaseModel):
     chains: int = Field(4, ge=1)
     warmup: int | None = Field(None, ge=0)
     draws: int = Field(1000, ge=1)
+    thin: int = Field(1, ge=1)
     target_accept: float = Field(0.8, gt=0, lt=1)
     dense_mass: bool = False
     max_tree_depth: int = Field(10, ge=1)

@@ -23,7 +23,7 @@ from blackjax.mcmc.hmc import HMCState
 from blackjax.util import pytree_size
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from hjax.inference import adaptation
+from hjax.inference import adaptation, thinning
 from hjax.inference.adaptation import AdaptationState, Phase, StepInfo
 from hjax.inference.chunks import chunk_output, chunk_starts
 from hjax.inference.progress import report
@@ -138,7 +138,7 @@ def fit_rows(model, program, runtime, key, dataset_index, data, shared):
     init_result, imm, ws_evals, chain_keys = chunk_starts(model, program, runtime, key,
                                                           dataset_index, data, shared)
     schedule = runtime.schedule
-    steps = schedule.warmup + program.draws
+    steps = schedule.warmup + program.draws * runtime.thin
     start = partial(init, dense_mass=program.dense_mass)
     chains = HMCState(init_result.position, init_result.logdensity, init_result.grad)
     if imm is None:
@@ -157,8 +157,6 @@ def fit_rows(model, program, runtime, key, dataset_index, data, shared):
     values = jax.tree.map(lambda s: jnp.zeros((program.kept, *s.shape), s.dtype), blank)
     stats = StepInfo.zeros((program.kept, *init_result.logdensity.shape),
                            init_result.logdensity.dtype)
-    # Iterations before the kept ones (unsaved warmup) write slot 0, which later ones overwrite.
-    offset = schedule.warmup - program.saved_warmup
 
     def body(t, loop: _Loop) -> _Loop:
         keys = jax.vmap(jax.vmap(partial(jax.random.fold_in, data=t)))(chain_keys)
@@ -167,11 +165,16 @@ def fit_rows(model, program, runtime, key, dataset_index, data, shared):
         states, info = _vmap2(partial(transition, phase=phase))(keys, loop.states, data)
         if program.progress:
             report(t, steps)
-        slot = jnp.maximum(t - offset, 0)
+        # Iterations before the kept ones (unsaved warmup) write slot 0, which later ones
+        # overwrite; each slot's statistics fold in its block's (`thinning`).
+        slot, index = thinning.slot(t, schedule.warmup, program.saved_warmup, runtime.thin)
+        slot = jnp.maximum(slot, 0)
         write = partial(jax.tree.map, lambda b, v: jax.lax.dynamic_update_index_in_dim(
             b, v, slot, 0))
+        kept = jax.tree.map(lambda b: jax.lax.dynamic_index_in_dim(b, slot, 0, False),
+                            loop.stats)
         return _Loop(states, write(loop.values, constrain(states.chain.position, data)),
-                     write(loop.stats, info),
+                     write(loop.stats, thinning.fold(kept, info, index)),
                      loop.warmup_grad_evals + jnp.where(phase.adapting, info.n_steps, 0),
                      loop.row_steps + jnp.max(info.n_steps))
 

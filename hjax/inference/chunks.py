@@ -62,19 +62,22 @@ class Runtime(NamedTuple):
     schedule: Schedule
     target_accept: Float[Array, ""]
     init_radius: Float[Array, ""]
+    thin: Int[Array, ""]
 
     @classmethod
-    def of(cls, warmup: int, target_accept: float, init_radius: float) -> Runtime:
-        """The runtime settings of `warmup` iterations, a target acceptance and a start radius.
+    def of(cls, warmup: int, target_accept: float, init_radius: float,
+           thin: int = 1) -> Runtime:
+        """The runtime settings of `warmup` iterations, a target acceptance, a start radius
+        and the iterations per kept draw.
 
         Example:
             >>> runtime = Runtime.of(1000, 0.8, 2.0)
-            >>> int(runtime.schedule.warmup), runtime.target_accept
-            (1000, Array(0.8, dtype=float32))
+            >>> int(runtime.schedule.warmup), runtime.target_accept, int(runtime.thin)
+            (1000, Array(0.8, dtype=float32), 1)
         """
         dtype = jnp.result_type(float)
         return cls(adaptation.schedule(warmup), jnp.asarray(target_accept, dtype),
-                   jnp.asarray(init_radius, dtype))
+                   jnp.asarray(init_radius, dtype), jnp.asarray(thin, jnp.int32))
 
 
 class ChunkOutput(NamedTuple):

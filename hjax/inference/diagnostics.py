@@ -59,6 +59,8 @@ def diagnose(tree: xr.DataTree) -> xr.Dataset:
     Returns:
         A Dataset (dim `dataset` if the fit was batched) with `divergences`, `treedepth_hits`,
         `max_rhat`, `min_ess_bulk`, `min_ess_tail` (over all parameters) and `init_failures`.
+        Divergences and tree-depth hits count kept draws: a thinned draw counts when any of
+        its iterations diverged or hit the depth.
 
     Example:
         >>> result = hj.sample(model, data, key=0, chains=2, warmup=100, draws=50, warn=False)

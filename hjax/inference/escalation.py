@@ -2,10 +2,10 @@
 
 `hj.sample` fits every dataset (attempt 0), then, while the policy allows, refits the datasets
 whose fits failed, all together, in chunks as wide as the first fit's: the same compiled
-program, since warmup and target acceptance are runtime settings. Each attempt's chains are
-new chains from the attempt's own key, so a refit depends on its dataset and attempt alone,
-never on which other fits failed with it. Every attempt's diagnostics are kept (`attempts`);
-the last attempt's draws are the fit's.
+program, since warmup, target acceptance and thinning are runtime settings. Each attempt's
+chains are new chains from the attempt's own key, so a refit depends on its dataset and
+attempt alone, never on which other fits failed with it. Every attempt's diagnostics are
+kept (`attempts`); the last attempt's draws are the fit's.
 """
 
 from __future__ import annotations
@@ -79,8 +79,8 @@ def escalate(
         The run whose rows are each dataset's last attempt, and the attempts: per dataset
         `attempts` (fits made), `passed` (the last one meets the policy) and every diagnostic
         of `diagnose` for the last attempt, the draws returned; per dataset and attempt
-        `attempt_<diagnostic>` (NaN where not attempted), with the attempts' `warmup` and
-        `target_accept` as coords of dim `attempt`.
+        `attempt_<diagnostic>` (NaN where not attempted), with the attempts' `warmup`,
+        `target_accept` and `thin` as coords of dim `attempt`.
 
     Example (as `hj.sample` runs it, which records the attempts in `fit_stats`):
         >>> fit = hj.sample(model, data, key=0, chains=2, warmup=100, draws=50, warn=False,
@@ -122,5 +122,6 @@ def escalate(
          **{f"attempt_{name}": (("dataset", "attempt"), values)
             for name, values in zip(RECORDED, record, strict=True)}},
         coords={"attempt_warmup": ("attempt", [s.warmup_iterations for s in tried]),
-                "attempt_target_accept": ("attempt", [s.target_accept for s in tried])})
+                "attempt_target_accept": ("attempt", [s.target_accept for s in tried]),
+                "attempt_thin": ("attempt", [s.thin for s in tried])})
     return run, attempts

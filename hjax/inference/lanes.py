@@ -40,7 +40,7 @@ from blackjax.mcmc.trajectory import hmc_energy
 from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
-from hjax.inference import adaptation
+from hjax.inference import adaptation, thinning
 from hjax.inference.adaptation import AdaptationState, Phase, Schedule, StepInfo
 from hjax.inference.batching import where_rows
 from hjax.inference.chunks import chunk_output, chunk_starts
@@ -355,9 +355,10 @@ class _Run(NamedTuple):
     n_real: Int[Array, ""]         # jobs to run; those after them pad a chunk
     schedule: Schedule
     target_accept: Float[Array, ""]
-    total: Int[Array, ""]          # iterations per chain: warmup + draws
-    kept_from: Int[Array, ""]      # the first iteration kept in the output
-    kept: int                      # iterations kept per chain
+    total: Int[Array, ""]          # iterations per chain: warmup + draws * thin
+    saved_warmup: int              # the last warmup iterations kept in the output
+    thin: Int[Array, ""]           # iterations per kept draw after warmup
+    kept: int                      # slots per chain: saved warmup, then draws
     dense_mass: bool
     max_tree_depth: int
     report_every: Int[Array, ""] | None  # transitions per progress report; None: no reports
@@ -461,14 +462,17 @@ def _leapfrog(run: _Run, state: _Stepping) -> _Stepping:
 
 def _record(run: _Run, outputs: _Outputs, lane: _Lane, moved: _Lane, stats: StepInfo,
             data: dict[str, Array], ended, done) -> _Outputs:
-    """Write the ended transitions' draws and statistics, and the adapted parameters of the
-    chains that are done."""
-    column = lane.iteration - run.kept_from
+    """Write the ended transitions' draws and statistics (folded into their slot's: see
+    `thinning`), and the adapted parameters of the chains that are done."""
+    column, index = thinning.slot(lane.iteration, run.schedule.warmup, run.saved_warmup,
+                                  run.thin)
     column = jnp.where(column >= 0, column, run.kept)
     row = jnp.where(ended, lane.job, run.n_jobs)
     finished = jnp.where(done, lane.job, run.n_jobs)
     params = jax.vmap(adaptation.parameters)(moved.adaptation)
     warming = jnp.where(lane.iteration < run.schedule.warmup, stats.n_steps, 0)
+    slot_stats = jax.tree.map(lambda b: b[row, column], outputs.stats)
+    stats = thinning.fold(slot_stats, stats, index)
     return _Outputs(
         stats=jax.tree.map(lambda b, s: b.at[row, column].set(s), outputs.stats, stats),
         warmup_grad_evals=outputs.warmup_grad_evals.at[row].add(warming),
@@ -574,12 +578,13 @@ def run(
     lanes: int,
     draws: int,
     saved_warmup: int = 0,
+    thin: int | Int[Array, ""] = 1,
     target_accept: float | Float[Array, ""] = 0.8,
     dense_mass: bool = False,
     max_tree_depth: int = 10,
     progress: bool = False,
 ) -> LaneOutput:
-    """Run every job's chain (`schedule.warmup + draws` NUTS iterations with Stan's
+    """Run every job's chain (`schedule.warmup + draws * thin` NUTS iterations with Stan's
     adaptation) on `lanes` lanes that each advance one leapfrog step per loop iteration.
 
     A job's draws depend on its key and start alone, never on the lanes or on other jobs.
@@ -594,8 +599,9 @@ def run(
         lanes: chains advanced together; lanes beyond the jobs idle. Their number, not the
             jobs', fixes the compiled arithmetic, so a job's draws are the same bits
             whatever else runs beside it.
-        draws: iterations kept per chain after warmup; `saved_warmup` (0, or the whole
-            warmup) warmup iterations are kept before them.
+        draws: draws kept per chain after warmup, every `thin`-th iteration (a runtime
+            value; `hjax.inference.thinning`); `saved_warmup` (0, or the whole warmup)
+            warmup iterations are kept before them.
         target_accept, dense_mass, max_tree_depth: as `hj.sample`.
         progress: advance the active progress bar (`hjax.inference.progress`) as
             iterations end, about 100 times in all.
@@ -616,11 +622,12 @@ def run(
         Array([0., 0., 3., 3.], dtype=float32)
     """
     n_jobs = jobs.logdensity.shape[0]
-    total = schedule.warmup + draws
+    thin = jnp.asarray(thin, jnp.int32)
+    total = schedule.warmup + draws * thin
     every = jnp.maximum(1, n_jobs * total // 100) if progress else None
     setup = _Run(logdensity_fn, constrain_fn, data, jobs, jnp.sum(jobs.dataset >= 0), schedule,
-                 jnp.asarray(target_accept), total, schedule.warmup - saved_warmup,
-                 saved_warmup + draws, dense_mass, max_tree_depth, every)
+                 jnp.asarray(target_accept), total, saved_warmup, thin, saved_warmup + draws,
+                 dense_mass, max_tree_depth, every)
     loop = jax.lax.while_loop(lambda loop: jnp.any(loop.lanes.job < n_jobs),
                               partial(_transitions_end, setup), _start(setup, lanes))
     if progress:
@@ -683,7 +690,7 @@ def fit_device(model, program, runtime, key, dataset_index, valid, data, shared)
 
     lanes = program.layout.lanes
     out = run(logdensity, constrain, data, jobs, runtime.schedule, lanes=lanes,
-              draws=program.draws, saved_warmup=program.saved_warmup,
+              draws=program.draws, saved_warmup=program.saved_warmup, thin=runtime.thin,
               target_accept=runtime.target_accept, dense_mass=program.dense_mass,
               max_tree_depth=program.max_tree_depth, progress=program.progress)
     values = jax.eval_shape(model.constrain, template,

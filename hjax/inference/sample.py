@@ -80,7 +80,7 @@ def sample(
     `batch_size`, `devices`, `lanes`, `vectorize` or sampler; bit for bit within a layout,
     and up to rounding across layouts (their programs compile to differently rounded
     arithmetic, which a long chain amplifies into other draws). Changing `warmup`,
-    `target_accept` or `init_radius` reuses the compiled program.
+    `target_accept`, `init_radius` or `thin` reuses the compiled program.
 
     Args:
         model: an `hj.Model`.
@@ -95,7 +95,7 @@ def sample(
             calls (batches of a study, jobs of a cluster): dataset d uses
             `fold_in(key, first_dataset + d)`.
         **options: any field of `hj.FitSettings`: sampler, chains (4), warmup (1000, or 300
-            after a warm start), draws (1000), target_accept (0.8), dense_mass,
+            after a warm start), draws (1000), thin (1), target_accept (0.8), dense_mass,
             max_tree_depth (10), init (None: uniform(-init_radius, init_radius); "prior",
             "advi", "pathfinder"), init_radius (2), batch_size, lanes, vectorize, devices,
             save_warmup.
@@ -177,11 +177,12 @@ def _run(model, settings: FitSettings, batch, key, progress: bool,
     program = Program(sampler, layout, settings.chains, settings.draws,
                       warmup if settings.save_warmup else 0, settings.dense_mass,
                       settings.max_tree_depth, settings.init, progress)
-    runtime = Runtime.of(warmup, settings.target_accept, settings.init_radius)
+    runtime = Runtime.of(warmup, settings.target_accept, settings.init_radius, settings.thin)
     chain_key, shared = sampling_key(key), shared_columns(batch)
     global_index = jnp.asarray(dataset_index, jnp.int32)
     compile_seconds = 0.0
-    total = sampler.progress_total(n_datasets, settings.chains, layout, warmup + settings.draws)
+    total = sampler.progress_total(n_datasets, settings.chains, layout,
+                                   warmup + settings.draws * settings.thin)
     start = time.perf_counter()
     with progress_bar(total, "hjax NUTS", progress) as bar:
         done = [0]
@@ -213,6 +214,7 @@ def _attrs(settings: FitSettings, sampler_attrs: dict, layout: Layout, out: Chun
     return {
         **sampler_attrs,
         "chains": settings.chains, "warmup": warmup, "draws": settings.draws,
+        "thin": settings.thin,
         "target_accept": settings.target_accept, "dense_mass": int(settings.dense_mass),
         "max_tree_depth": settings.max_tree_depth, "init": settings.init or "uniform",
         "batch_size": layout.size, "backend": jax.default_backend(),

@@ -19,7 +19,7 @@ __all__ = ["write_report"]
 MAX_ROWS = 40  # per-variable tables longer than this are summarized per parameter only
 MAX_RANK_PANELS = 16  # a 4 x 4 grid; the ECDF figure shows every variable
 DIAGNOSTIC_ROWS = (  # key in `hj.diagnose` output, label, summary over fits
-    ("treedepth_hits", "transitions at max tree depth", lambda v: int(v.sum())),
+    ("treedepth_hits", "draws at max tree depth", lambda v: int(v.sum())),
     ("init_failures", "chains that failed to initialize", lambda v: int(v.sum())),
     ("max_rhat", "max R-hat", lambda v: float(np.nanmax(v))),
     ("min_ess_bulk", "min bulk ESS", lambda v: float(np.nanmin(v))),
@@ -194,7 +194,7 @@ def _diagnostics(table: xr.Dataset, diagnostics: xr.Dataset) -> list[str]:
     if "divergences" in diagnostics:
         divergences = diagnostics["divergences"].values
         rows += [("fits with divergences", int((divergences > 0).sum())),
-                 ("divergent transitions", int(divergences.sum()))]
+                 ("draws with a divergence", int(divergences.sum()))]
     for key, label, reduce in DIAGNOSTIC_ROWS:
         if key in diagnostics:
             rows.append((label, reduce(diagnostics[key].values)))

@@ -52,20 +52,27 @@ def test_key_may_be_an_int_seed_and_anything_else_is_named():
 
 
 def test_runtime_settings_reuse_the_program_and_compile_time_is_apart():
-    """A second fit with other warmup, target_accept or init_radius traces and compiles
+    """A second fit with other warmup, target_accept, init_radius or thin traces and compiles
     nothing (compile_time 0); the first fit's compile time is reported apart."""
     model = conjugate_model(3, CountingModel)
     data = [conjugate_data(seed) for seed in range(2)]
     first = hj.sample(model, data, key=0, **FAST)
     start = len(TRACES)
     again = hj.sample(model, data, key=1, **{**FAST, "warmup": 45}, target_accept=0.9,
-                      init_radius=1.0)
+                      init_radius=1.0, thin=3)
     assert len(TRACES) == start
     attrs = first.posterior.attrs
     assert attrs["compile_time"] > 0 and attrs["sampling_time"] > 0
     assert again.posterior.attrs["compile_time"] == 0.0
     assert again.posterior.attrs["warmup"] == 45
     assert again.posterior.attrs["target_accept"] == 0.9
+    assert again.posterior.attrs["thin"] == 3
+    # thin is a runtime value too: unthinned, a draw stands for a third of the leapfrog steps.
+    plain = hj.sample(model, data, key=1, **{**FAST, "warmup": 45}, target_accept=0.9,
+                      init_radius=1.0)
+    assert plain.posterior.attrs["compile_time"] == 0.0
+    steps = [float(fit.sample_stats.n_steps.mean()) for fit in (plain, again)]
+    assert 2 < steps[1] / steps[0] < 4.5, steps
     # The warmup really is a runtime value: with none, the step size is never adapted.
     unadapted = hj.sample(model, data, key=1, **{**FAST, "warmup": 0})
     assert unadapted.posterior.attrs["compile_time"] == 0.0

@@ -70,7 +70,7 @@ def test_report_names_rejected_parameters_and_links_existing_figures(table, tmp_
     rejected_line = next(line for line in text.splitlines() if line.startswith("**Rejected"))
     assert rejected_line == "**Rejected: theta[A], theta[B], theta[C].**"
     assert "| fits with divergences | 2 |" in text
-    assert "| divergent transitions | 4 |" in text
+    assert "| draws with a divergence | 4 |" in text
     assert "| max R-hat | 1.004 |" in text
     assert "all 100 datasets" in text
     links = [line.split("](")[1].rstrip(")") for line in text.splitlines() if "](" in line]

@@ -10,7 +10,8 @@ import xarray as xr
 import hjax as hj
 from hjax.inference.diagnostics import DIAGNOSTICS, warn_problems
 
-# Short warmup: many first fits fail a strict R-hat, and their refits get 2x and 4x warmup.
+# Short warmup: many first fits fail a strict R-hat, and their refits get 2x and 4x warmup
+# and 2x and 4x longer chains (thinned to the same draws).
 RUN = dict(n_datasets=6, chains=2, warmup=40, draws=60, max_rank=19,
            escalation={"attempts": 2, "max_rhat": 1.05, "min_ess_bulk": 20})
 
@@ -30,6 +31,7 @@ def table(small):
 def test_every_attempt_is_recorded_with_its_settings(table):
     assert table["attempt_warmup"].values.tolist() == [40, 80, 160]
     assert table["attempt_target_accept"].values.tolist() == [0.8, 0.9, 0.95]
+    assert table["attempt_thin"].values.tolist() == [1, 2, 4]
     made = table["attempts"].values
     assert 1 < made.max() <= 3 and made.min() >= 1  # some fits were refitted
     rhat = table["attempt_max_rhat"].values
