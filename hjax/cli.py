@@ -93,7 +93,7 @@ def _run(kind: str, config_path: str | None, overrides: dict, config_dict: dict 
 
     config = _load(config_path, overrides | {"study": kind}, config_dict)
     where = "" if shard is None else f", shard {shard}"
-    thinned = f" of every {config.thin}th iteration" if config.thin > 1 else ""
+    thinned = f", thinned by {config.thin}" if config.thin > 1 else ""
     click.echo(f"hjax {kind}: {config.title} ({config.n_datasets()} datasets{where}, "
                f"{config.chains} chains x ({config.warmup} warmup + {config.draws} "
                f"draws{thinned})) on "
