@@ -56,13 +56,11 @@ def _log_pdf_and_log_survival(t, v, A, b, s):
     z_lo = ((b - A) / t - v) / s
     z_hi = (b / t - v) / s
 
-    # log(Phi(z_hi) - Phi(z_lo)), from the upper tails when both are far right.
+    # log(Phi(z_hi) - Phi(z_lo)), from the upper tails when both are far right: the tails are
+    # chosen before `log_ndtr`, which then runs twice, not four times.
     right = z_lo > 0
-    log_dcdf = jnp.where(
-        right,
-        _log_diff_exp(log_ndtr(-z_lo), log_ndtr(-z_hi)),
-        _log_diff_exp(log_ndtr(z_hi), log_ndtr(z_lo)),
-    )
+    log_dcdf = _log_diff_exp(log_ndtr(jnp.where(right, -z_lo, z_hi)),
+                             log_ndtr(jnp.where(right, -z_hi, z_lo)))
     log_pdf_lo = _log_normal_pdf(z_lo)
     log_pdf_hi = _log_normal_pdf(z_hi)
     scale = jnp.maximum(log_dcdf, jnp.maximum(log_pdf_lo, log_pdf_hi))
