@@ -10,7 +10,7 @@ Example:
 """
 
 # Before anything else can start JAX: its CPU devices are fixed at its first operation.
-from hjax.devices import configure_at_import, use_cpu_cores
+from hjax.devices import configure_at_import
 
 configure_at_import()
 
@@ -93,7 +93,7 @@ __all__ = [
     "Exponential", "Gamma", "LogNormal", "Beta", "Uniform", "LKJCholesky",
     "Constraint", "Real", "Positive", "Interval", "CorrCholesky",
     # inference
-    "use_cpu_cores", "sample", "summary", "diagnose", "check", "FitSettings", "StudySettings",
+    "sample", "summary", "diagnose", "check", "FitSettings", "StudySettings",
     "posterior_predictive", "prior_predictive", "loo", "loo_per_dataset", "prior_sensitivity",
     "plot_ppc", "plot_loo_pit",
     "Escalation",

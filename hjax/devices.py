@@ -3,9 +3,13 @@
 JAX shows a CPU as one device, and XLA runs a small model's sampling loop on one thread of it.
 `hj.sample` spreads datasets over the local devices, so one device per core fits as many
 datasets at once as there are cores (measured in scripts/bench/RESULTS.md, variant
-`devices=1`). JAX fixes its devices at its first operation: `import hjax` asks for one CPU device
-per core when JAX has not started yet and nobody chose a count (`HJAX_CPU_DEVICES`,
-`XLA_FLAGS=--xla_force_host_platform_device_count`, or `jax_num_cpu_devices`).
+`devices=1`).
+
+JAX fixes its devices at its first operation, and importing hjax starts JAX (BlackJAX computes
+at import). So `import hjax` asks for the devices first: one per core, or `HJAX_CPU_DEVICES`
+(set before Python starts), unless a count was chosen before the import
+(`XLA_FLAGS=--xla_force_host_platform_device_count`, or `jax.config.update(
+"jax_num_cpu_devices", n)`).
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from pathlib import Path
 
 import jax
 
-__all__ = ["available_cores", "use_cpu_cores"]
+__all__ = ["available_cores", "cpu_device_count"]
 
 ENV = "HJAX_CPU_DEVICES"
 
@@ -42,42 +46,32 @@ def available_cores() -> int:
     return max(1, cores or 1)
 
 
-def use_cpu_cores(n: int | None = None) -> int:
-    """Make JAX show `n` CPU devices (default: one per available core); returns `n`.
-
-    Must run before JAX's first operation, e.g. right after the imports.
+def cpu_device_count() -> int:
+    """The CPU devices hjax asks JAX for: `HJAX_CPU_DEVICES` if set, else one per available
+    core.
 
     Example:
-        Right after the imports, `hj.use_cpu_cores(4)` gives JAX 4 CPU devices and returns 4.
-        Once JAX has started, its devices are fixed:
-
-        >>> n = jax.local_device_count()  # starts JAX
-        >>> hj.use_cpu_cores(n + 1)
-        Traceback (most recent call last):
-        ...
-        RuntimeError: hj.use_cpu_cores must run before JAX's first operation, ...
+        >>> cpu_device_count()  # on 2 cores, HJAX_CPU_DEVICES unset  # doctest: +SKIP
+        2
     """
-    n = available_cores() if n is None else n
-    if n < 1:
-        raise ValueError(f"use_cpu_cores needs n >= 1; got {n}.")
-    try:
-        jax.config.update("jax_num_cpu_devices", n)
-    except RuntimeError as error:
-        raise RuntimeError(
-            "hj.use_cpu_cores must run before JAX's first operation, which fixes the devices: "
-            f"call it right after the imports, or set {ENV}={n} before starting Python."
-        ) from error
-    return n
+    chosen = os.environ.get(ENV, "")
+    if chosen:
+        if not chosen.isdigit() or int(chosen) < 1:
+            raise ValueError(f"{ENV} must be a number of devices >= 1; got {chosen!r}.")
+        return int(chosen)
+    return available_cores()
 
 
 def configure_at_import() -> None:
-    """One CPU device per core (or `HJAX_CPU_DEVICES`), unless the count was chosen already or
-    JAX has started (then its devices stay as they are)."""
+    """Give JAX `cpu_device_count()` CPU devices, unless a count was chosen already
+    (`XLA_FLAGS=--xla_force_host_platform_device_count`, `jax_num_cpu_devices`) or JAX has
+    started (then its devices stay as they are). `import hjax` runs this first: importing
+    BlackJAX starts JAX."""
     chosen = os.environ.get(ENV)
     if not chosen and ("xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", "")
                        or jax.config.jax_num_cpu_devices != -1):
         return
     try:
-        use_cpu_cores(int(chosen) if chosen else None)
-    except RuntimeError:
+        jax.config.update("jax_num_cpu_devices", cpu_device_count())
+    except RuntimeError:  # JAX has started: its devices are fixed
         pass

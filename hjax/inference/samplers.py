@@ -54,7 +54,7 @@ class Sampler(eqx.Module):
                devices: int | None = None, backend: str | None = None,
                available: int | None = None) -> Layout:
         """Lay a chunk out over the backend's local devices (all by default, on CPU one per
-        core: see `hj.use_cpu_cores`) and over each device's lanes or vmaps."""
+        core: see `hjax.devices`) and over each device's lanes or vmaps."""
 
     @abc.abstractmethod
     def fit_device(self, model, program, runtime, key, dataset_index, valid, data,
