@@ -25,7 +25,7 @@ from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 from hjax.inference import adaptation
 from hjax.inference.adaptation import NUTSParameters, Schedule, StepInfo
 from hjax.inference.batching import Layout, where_rows
-from hjax.inference.init import InitResult, Stage, init_position, inside_bounds
+from hjax.inference.init import InitResult, Stage, init_position
 from hjax.inference.warmstart import warm_start
 
 __all__ = ["ChunkOutput", "Program", "Runtime", "chunk_output", "chunk_starts", "fit_layout",
@@ -110,8 +110,7 @@ def _stages(model, program: Program, runtime: Runtime, data) -> list[Stage]:
     if program.init != "prior":
         stages.insert(0, Stage(partial(model.init, radius=runtime.init_radius), UNIFORM_TRIES))
     if model.likelihood.data_bounds():
-        violation = partial(model.bound_violation, data=data)
-        stages.append(Stage(inside_bounds(prior, violation), BOUNDED_TRIES))
+        stages.append(Stage(prior, BOUNDED_TRIES, partial(model.bound_violation, data=data)))
     return stages
 
 

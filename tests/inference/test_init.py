@@ -7,7 +7,7 @@ import pytest
 
 import hjax as hj
 from hjax.inference import sample
-from hjax.inference.init import explain_nonfinite, init_position
+from hjax.inference.init import Stage, explain_nonfinite, init_position, move_inside
 
 
 def _draw(key):
@@ -34,6 +34,44 @@ def test_init_gives_up_after_max_tries():
                            max_tries=7)
     assert not bool(result.ok)
     assert int(result.tries) == 7
+
+
+def test_bounded_stage_descends_only_on_its_own_tries():
+    """Under vmap every chain's loop runs while one chain still searches: the descent towards
+    the bounds must step only on the tries of its stage (it stepped on every try when it was
+    a branch of a `switch`)."""
+    evaluated = []
+
+    def violation(position):  # > 0 at every draw, so an active descent takes all its steps
+        jax.debug.callback(lambda a: evaluated.append(np.size(a)), position["a"])
+        return (position["a"] + 3.0) ** 2
+
+    def search(density):
+        evaluated.clear()
+        results = jax.jit(jax.vmap(lambda k: init_position(
+            k, [Stage(_draw, 20), Stage(_draw, 5, violation)], density)))(
+            jax.random.split(jax.random.key(0), 16))
+        jax.effects_barrier()
+        return results, sum(evaluated)
+
+    # A quarter of the draws are rejected: every chain starts within its 20 uniform tries,
+    # and the violation is evaluated once per try (where the descent starts), never stepped.
+    results, evaluations = search(_half_space)
+    assert bool(results.ok.all()) and int(results.tries.max()) > 1
+    assert evaluations == 16 * int(results.tries.max())
+    # A density finite only near a = -3 + 0.5: the descent's stage finds it.
+    results, evaluations = search(lambda p: jnp.where(p["a"] < -2.5, 0.0, -jnp.inf))
+    assert bool(results.ok.all()) and int(results.tries.min()) == 21
+    assert evaluations > 16 * 25
+
+
+def test_move_inside_stops_inside_the_bounds_and_stays_put_when_inactive():
+    def violation(position):
+        return jax.nn.relu(position["t0"] - 0.3) ** 2
+
+    start = {"t0": jnp.array(2.0)}
+    assert 0.25 < float(move_inside(start, violation)["t0"]) <= 0.3
+    assert float(move_inside(start, violation, active=jnp.array(False))["t0"]) == 2.0
 
 
 def test_explain_blames_the_parameter_that_makes_the_density_infinite():
