@@ -59,7 +59,8 @@ def test_bounded_stage_descends_only_on_its_own_tries():
     results, evaluations = search(_half_space)
     assert bool(results.ok.all()) and int(results.tries.max()) > 1
     assert evaluations == 16 * int(results.tries.max())
-    # A density finite only near a = -3 + 0.5: the descent's stage finds it.
+    # A density finite only where a < -2.5, which uniform(-2, 2) draws never reach: the
+    # descent's stage finds it, stepping.
     results, evaluations = search(lambda p: jnp.where(p["a"] < -2.5, 0.0, -jnp.inf))
     assert bool(results.ok.all()) and int(results.tries.min()) == 21
     assert evaluations > 16 * 25
