@@ -66,6 +66,57 @@ def test_bounded_stage_descends_only_on_its_own_tries():
     assert evaluations > 16 * 25
 
 
+def _switch_branches(jaxpr) -> list[int]:
+    """The number of branches of every `cond` (a `lax.switch`) in `jaxpr`, nested included."""
+    found = []
+    for eqn in jaxpr.eqns:
+        if eqn.primitive.name == "cond":
+            found.append(len(eqn.params["branches"]))
+        for value in eqn.params.values():
+            for sub in value if isinstance(value, tuple) else (value,):
+                if hasattr(sub, "eqns") or hasattr(sub, "jaxpr"):
+                    found += _switch_branches(getattr(sub, "jaxpr", sub))
+    return found
+
+
+def test_a_draw_shared_by_stages_is_one_branch():
+    """Prior draws, then prior draws moved inside the bounds: one draw, one branch to compile
+    (a second copy cost the hierarchical DDM's program about 2 s of compile), and the same
+    starts as with a branch per stage."""
+    def new_prior():
+        def prior(key):
+            return {"a": jax.random.normal(key) - 2.0, "b": jax.random.normal(key, (3,))}
+        return prior
+
+    def density(p):  # finite only where a < -2.5: never for uniform(-2, 2), often not prior
+        return jnp.where(p["a"] < -2.5, -0.5 * jnp.sum(p["b"] ** 2), -jnp.inf)
+
+    def violation(p):
+        return jax.nn.relu(p["a"] + 2.5) ** 2
+
+    def search(first_prior, second_prior):
+        stages = [Stage(_draw, 3), Stage(first_prior, 3), Stage(second_prior, 3, violation)]
+        key = jax.random.key(1)
+        branches = _switch_branches(jax.make_jaxpr(
+            lambda k: init_position(k, stages, density))(key).jaxpr)
+        results = jax.jit(jax.vmap(lambda k: init_position(k, stages, density)))(
+            jax.random.split(key, 32))
+        return results, branches
+
+    prior = new_prior()
+    shared, branches = search(prior, prior)
+    assert branches == [2]
+    assert int(shared.tries.max()) > 6 and bool(shared.ok.all())  # the last stage was used
+    # Two functions drawing the same numbers: three branches, the same starts (up to
+    # rounding: the branches compile into other fusions).
+    apart, branches = search(new_prior(), new_prior())
+    assert branches == [3]
+    np.testing.assert_array_equal(shared.tries, apart.tries)
+    for a, b in zip(jax.tree.leaves(shared.position), jax.tree.leaves(apart.position),
+                    strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-6)
+
+
 def test_move_inside_stops_inside_the_bounds_and_stays_put_when_inactive():
     def violation(position):
         return jax.nn.relu(position["t0"] - 0.3) ** 2
