@@ -81,7 +81,7 @@ def _switch_branches(jaxpr) -> list[int]:
 
 def test_a_draw_shared_by_stages_is_one_branch():
     """Prior draws, then prior draws moved inside the bounds: one draw, one branch to compile
-    (a second copy cost the hierarchical DDM's program about 2 s of compile), and the same
+    (a second copy cost the hierarchical DDM's program about 2 CPU seconds of compile), the same
     starts as with a branch per stage."""
     def new_prior():
         def prior(key):
