@@ -69,18 +69,13 @@ def sample(
 ) -> xr.DataTree:
     """Fit `model` to one dataset or many with NUTS and Stan's window adaptation.
 
-    Each chain adapts its own step size and (diagonal, or dense) mass matrix. Datasets are
-    spread over the local devices in chunks of `batch_size` that run one after another, all
-    through one compiled program. The default sampler, "nuts", runs each device's chains as
-    jobs on `lanes` lanes that advance one leapfrog step per iteration each on its own
-    trajectory, so no chain waits for another's; "blackjax" vmaps BlackJAX's NUTS kernel
-    (chains, then `vectorize` datasets: every lane waits for the longest trajectory), the
-    reference the default is checked against. Both make the same transitions from the same
-    keys. Dataset d's randomness is `fold_in(key, d)`, so its chains are the same whatever
-    `batch_size`, `devices`, `lanes`, `vectorize` or sampler; bit for bit within a layout,
-    and up to rounding across layouts (their programs compile to differently rounded
-    arithmetic, which a long chain amplifies into other draws). Changing `warmup`,
-    `target_accept`, `init_radius` or `thin` reuses the compiled program.
+    Each chain adapts its own step size and mass matrix. Datasets are spread over the local
+    devices in chunks of `batch_size`, all through one compiled program. The default sampler,
+    "nuts", runs each device's chains on `lanes` lanes, so no chain waits for another's;
+    "blackjax" vmaps BlackJAX's NUTS kernel (`hjax.inference.samplers`), with the same
+    transitions. Dataset d's randomness is `fold_in(key, d)`: its chains are the same
+    whatever the layout or sampler (bit for bit within a layout, up to rounding across).
+    Changing `warmup`, `target_accept`, `init_radius` or `thin` reuses the compiled program.
 
     Args:
         model: an `hj.Model`.
