@@ -342,23 +342,41 @@ def ess(config: Config) -> dict:
 
 # --- floor ---------------------------------------------------------------------------------
 
+def _seconds_per_iteration(loop, init, target: float) -> float:
+    """Seconds per iteration of the jitted `loop(init, steps)`: the step count doubles (or
+    scales) until one timed call lasts `target` seconds."""
+    steps = 16
+    jax.block_until_ready(loop(init, steps))  # compiles
+    while True:
+        start = time.perf_counter()
+        jax.block_until_ready(loop(init, steps))
+        elapsed = time.perf_counter() - start
+        if elapsed >= target:
+            return elapsed / steps
+        steps = max(2 * steps, math.ceil(1.2 * steps * target / max(elapsed, 1e-6)))
+
+
+def _fitted_density(problem: Problem, data: Data):
+    """The value and gradient that `hj.sample` evaluates for the first dataset of `data` (the
+    exact reduction of the model where it has one, with the levels whose index column is a
+    regular pattern marked: `hjax.inference.sample.fitted`), and that dataset."""
+    model, batch, _ = fitted(problem.model, take(data, slice(0, 1)))
+    return model, {k: jnp.asarray(v) for k, v in take(batch, 0).items()}
+
+
 def gradient_seconds(problem: Problem, data: Data, lanes: int, target: float) -> float:
     """Seconds per step of `lanes` vmapped value-and-gradient evaluations of the log density
-    of the first dataset of the batch `data`.
+    of the first dataset of the batch `data` (`_fitted_density`), timed for `target` seconds.
 
     A jitted `fori_loop` moves the positions each step by a tiny function of the gradient, so
     XLA can hoist nothing out of the loop; data are an argument, not a constant. That function
     is a clip, not a transcendental: on one lane a `tanh` of the gradient cost 30 % of the
-    gradient, and the floor was that much too high. The step count doubles (or scales) until
-    one timed call lasts `target` seconds. The density is the one
-    `hj.sample` fits (`hjax.inference.sample.fitted`): the exact reduction of the model where
-    it has one, with the levels whose index column is a regular pattern marked."""
-    model, batch, _ = fitted(problem.model, take(data, slice(0, 1)))
-    data = take(batch, 0)
+    gradient, and the floor was that much too high."""
+    model, data = _fitted_density(problem, data)
     value_and_grad = jax.vmap(jax.value_and_grad(model.logdensity), in_axes=(0, None))
 
     @jax.jit
-    def loop(positions, data, steps):
+    def loop(positions, steps):
         def body(_, carry):
             positions, total = carry
             value, grad = value_and_grad(positions, data)
@@ -369,16 +387,42 @@ def gradient_seconds(problem: Problem, data: Data, lanes: int, target: float) ->
         return jax.lax.fori_loop(0, steps, body, (positions, jnp.zeros(())))
 
     positions = jax.vmap(model.init)(jax.random.split(jax.random.key(0), lanes))
-    data = {k: jnp.asarray(v) for k, v in data.items()}
-    steps = 16
-    jax.block_until_ready(loop(positions, data, steps))  # compiles
-    while True:
-        start = time.perf_counter()
-        jax.block_until_ready(loop(positions, data, steps))
-        elapsed = time.perf_counter() - start
-        if elapsed >= target:
-            return elapsed / steps
-        steps = max(2 * steps, math.ceil(1.2 * steps * target / max(elapsed, 1e-6)))
+    return _seconds_per_iteration(loop, positions, target)
+
+
+def step_seconds(problem: Problem, data: Data, target: float) -> dict[str, float]:
+    """Seconds per step, on one lane, of the "gradient" (as `gradient_seconds`) and of a
+    "leapfrog" step (velocity Verlet with a diagonal metric, and the energy), each timed
+    alone in a jitted `fori_loop`, three times in turn; the least of the three is kept."""
+    model, data = _fitted_density(problem, data)
+    position, unravel = jax.flatten_util.ravel_pytree(model.init(jax.random.key(0)))
+    value_and_grad = jax.value_and_grad(lambda x: model.logdensity(unravel(x), data))
+    inverse_mass, step_size = jnp.ones_like(position), 1e-4  # small: the orbit stays finite
+
+    def leapfrog(i, carry):
+        x, p, grad, energy = carry
+        p = p + step_size / 2 * grad
+        x = x + step_size * inverse_mass * p
+        value, grad = value_and_grad(x)
+        p = p + step_size / 2 * grad
+        return x, p, grad, -value + 0.5 * jnp.sum(inverse_mass * p * p)
+
+    def gradient(i, carry):
+        x, total = carry
+        value, grad = value_and_grad(x)
+        return x + 1e-6 * jnp.clip(grad, -1, 1), total + value
+
+    zero = jnp.zeros((), position.dtype)
+    bodies = {"gradient": (gradient, (position, zero)),
+              "leapfrog": (leapfrog, (position, jnp.zeros_like(position), position, zero))}
+    loops = {name: (jax.jit(lambda init, steps, body=body: jax.lax.fori_loop(0, steps, body,
+                                                                              init)), init)
+             for name, (body, init) in bodies.items()}
+    times = {name: [] for name in loops}
+    for _ in range(3):
+        for name, (loop, init) in loops.items():
+            times[name].append(_seconds_per_iteration(loop, init, target))
+    return {name: min(values) for name, values in times.items()}
 
 
 def _lanes(attrs: dict) -> int:
@@ -403,6 +447,18 @@ def floor(config: Config) -> dict:
             "hj.sample; sampling s: its attr sampling_time (the rest is mostly the "
             "diagnostics its refit decisions need).",
         ])
+    steps = Table(
+        f"What one step costs, one lane, at D = {d}",
+        ["model", "gradient us", "leapfrog us", "NUTS us (sampling)", "NUTS - gradient us",
+         "gradient / leapfrog", "gradient / NUTS"],
+        notes=[
+            "gradient and leapfrog (velocity Verlet with a diagonal metric, and the energy) are "
+            "timed alone on dataset 0 (`step_seconds`); NUTS us = sampling s x devices / (grad "
+            "evals executed / lanes). NUTS - gradient is the sampler's own work per step (the "
+            "leapfrog's arithmetic, the multinomial draw, the tree and its U-turn tests, "
+            "adaptation, recording): floor / sampling = gradient / NUTS reaches 0.67 only "
+            "with a gradient at least twice it. Rows only for runs on one lane.",
+        ])
     records = {}
     for problem in (models.varying_intercept(), models.crossed_bernoulli()):
         log.info("floor: %s, D=%d", problem.name, d)
@@ -425,7 +481,14 @@ def floor(config: Config) -> dict:
         records[problem.name] = {"seconds_per_step": per_step, "lanes": lanes,
                                  "devices": devices, "floor_seconds": floor_seconds,
                                  "run": run.record()}
-    return {"tables": [table], "records": records}
+        if lanes == 1:
+            rungs = step_seconds(problem, data, config.floor_seconds)
+            nuts, gradient = attrs["sampling_time"] * devices / rows, rungs["gradient"]
+            steps.rows.append([problem.name, 1e6 * gradient, 1e6 * rungs["leapfrog"],
+                               1e6 * nuts, 1e6 * (nuts - gradient), gradient / rungs["leapfrog"],
+                               gradient / nuts])
+            records[problem.name]["step_seconds"] = {**rungs, "nuts": nuts}
+    return {"tables": [table, steps], "records": records}
 
 
 # --- variants ------------------------------------------------------------------------------
