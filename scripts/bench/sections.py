@@ -374,20 +374,26 @@ def gradient_seconds(problem: Problem, data: Data, lanes: int, target: float) ->
     gradient, and the floor was that much too high."""
     model, data = _fitted_density(problem, data)
     value_and_grad = jax.vmap(jax.value_and_grad(model.logdensity), in_axes=(0, None))
+    body = _gradient_step(lambda positions: value_and_grad(positions, data))
 
     @jax.jit
     def loop(positions, steps):
-        def body(_, carry):
-            positions, total = carry
-            value, grad = value_and_grad(positions, data)
-            positions = jax.tree.map(lambda x, g: x + 1e-6 * jnp.clip(g, -1, 1), positions,
-                                     grad)
-            return positions, total + value.sum()
-
         return jax.lax.fori_loop(0, steps, body, (positions, jnp.zeros(())))
 
     positions = jax.vmap(model.init)(jax.random.split(jax.random.key(0), lanes))
     return _seconds_per_iteration(loop, positions, target)
+
+
+def _gradient_step(value_and_grad):
+    """A loop body that evaluates `value_and_grad` and moves the positions by a tiny clip of
+    the gradient (see `gradient_seconds`), summing the values."""
+    def body(_, carry):
+        positions, total = carry
+        value, grad = value_and_grad(positions)
+        positions = jax.tree.map(lambda x, g: x + 1e-6 * jnp.clip(g, -1, 1), positions, grad)
+        return positions, total + jnp.sum(value)
+
+    return body
 
 
 def step_seconds(problem: Problem, data: Data, target: float) -> dict[str, float]:
@@ -407,13 +413,8 @@ def step_seconds(problem: Problem, data: Data, target: float) -> dict[str, float
         p = p + step_size / 2 * grad
         return x, p, grad, -value + 0.5 * jnp.sum(inverse_mass * p * p)
 
-    def gradient(i, carry):
-        x, total = carry
-        value, grad = value_and_grad(x)
-        return x + 1e-6 * jnp.clip(grad, -1, 1), total + value
-
     zero = jnp.zeros((), position.dtype)
-    bodies = {"gradient": (gradient, (position, zero)),
+    bodies = {"gradient": (_gradient_step(value_and_grad), (position, zero)),
               "leapfrog": (leapfrog, (position, jnp.zeros_like(position), position, zero))}
     loops = {name: (jax.jit(lambda init, steps, body=body: jax.lax.fori_loop(0, steps, body,
                                                                               init)), init)
