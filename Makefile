@@ -1,17 +1,17 @@
-# Both targets create .venv on first use with a Python >= 3.12 found by scripts/find-python.
+# Every target creates .venv on first use with a Python >= 3.12 found by scripts/find-python and
+# installs the locked dependency set (constraints.txt; `make lock` refreshes it).
 VENV  := .venv
+LOCK  := constraints.txt
 STAMP := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.bench-installed
 PY    := $(VENV)/bin/python
 
-.PHONY: test test-all quickstart bench lint clean
+.PHONY: test test-all check quickstart bench lint lock clean
 
-$(STAMP): pyproject.toml
-	@interp=$$(bash scripts/find-python) || exit 1; \
-	  echo "creating $(VENV) with $$interp"; \
-	  "$$interp" -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+$(STAMP): pyproject.toml $(LOCK)
+	@test -x $(PY) || { interp=$$(bash scripts/find-python) || exit 1; \
+	  echo "creating $(VENV) with $$interp"; "$$interp" -m venv $(VENV); }
+	$(PY) -m pip install --quiet -c $(LOCK) -e '.[dev]'
 	@touch $(STAMP)
 
 # --dist loadgroup: tests marked xdist_group share a worker (the cluster tests: one Slurm).
@@ -21,11 +21,14 @@ test: $(STAMP)  ## fast suite and the docstring examples (deselects the long che
 test-all: $(STAMP)  ## everything, including the slow statistical checks
 	$(PY) -m pytest -n auto --dist loadgroup -q
 
+check: $(STAMP)  ## a first try in under 2 minutes: the README's examples and the model tests
+	$(PY) -m pytest -n auto -m "not slow" -q tests/test_readme.py tests/model
+
 quickstart: $(STAMP)  ## small study on an embedded default; prints where the results are
 	$(PY) -m hjax.cli quickstart
 
-$(BENCH_STAMP): $(STAMP) pyproject.toml
-	$(PY) -m pip install --quiet -e '.[bench]'
+$(BENCH_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -c $(LOCK) -e '.[bench]'
 	@touch $(BENCH_STAMP)
 
 bench: $(BENCH_STAMP)  ## hjax vs NumPyro vs Stan, one process (~50 min on 2 cores; BENCH_ARGS=--quick)
@@ -33,6 +36,9 @@ bench: $(BENCH_STAMP)  ## hjax vs NumPyro vs Stan, one process (~50 min on 2 cor
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
+
+lock: $(STAMP)  ## refresh constraints.txt from pyproject.toml's ranges
+	bash scripts/lock
 
 clean:
 	rm -rf $(VENV) .pytest_cache hjax.egg-info

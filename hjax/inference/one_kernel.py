@@ -18,35 +18,56 @@ import re
 
 import jax
 import jax.numpy as jnp
+import jaxlib
 from jaxtyping import Array
 
 from hjax.inference.chunks import program_signature
 
-__all__ = ["fits_one_kernel"]
+__all__ = ["fits_one_kernel", "hoisting_rule"]
 
-# StableHLO operations that keep XLA:CPU from compiling a loop into one kernel.
-_BLOCKING = re.compile(
-    r"stablehlo\.(scatter|dot|dot_general|convolution|sort|fft|custom_call)\b")
+# StableHLO operations that keep XLA:CPU from compiling a loop into one kernel, by the first
+# jaxlib that behaves so (releases after the last entry are taken to behave as it does).
+_BLOCKING = {
+    (0, 12, 0): r"scatter|dot|dot_general|convolution|sort|fft|custom_call",
+    (0, 12, 1): r"dot|dot_general|convolution|sort|fft|custom_call",
+}
 _CHECKED: dict[tuple, bool] = {}
+
+
+def hoisting_rule(version: str = jaxlib.__version__) -> re.Pattern | None:
+    """The StableHLO operations that keep jaxlib `version`'s XLA:CPU from compiling a while
+    loop into one kernel, or None where it compiles none of hjax's loops so.
+
+    Example:
+        >>> scatter = "stablehlo.scatter"
+        >>> hoisting_rule("0.11.2") is None, bool(hoisting_rule("0.12.0").search(scatter))
+        (True, True)
+        >>> bool(hoisting_rule("0.12.1").search(scatter))
+        False
+    """
+    release = tuple(int(part) for part in re.findall(r"\d+", version)[:3])
+    known = [first for first in _BLOCKING if first <= release]
+    if not known:
+        return None
+    return re.compile(rf"stablehlo\.({_BLOCKING[max(known)]})\b")
 
 
 def fits_one_kernel(model, dataset: dict[str, Array], dense_mass: bool = False) -> bool:
     """Whether the lanes loop of `model` (on one lane) needs none of the operations that keep
-    XLA:CPU from compiling it into one kernel: its log density, gradient and constraining
-    transform on `dataset` (one dataset's arrays) are checked; a dense mass matrix needs
-    matrix products.
+    the installed jaxlib's XLA:CPU from compiling it into one kernel (`hoisting_rule`): its
+    log density, gradient and constraining transform on `dataset` (one dataset's arrays) are
+    checked; a dense mass matrix needs matrix products.
 
     Example:
         >>> from hjax.model.regular_index import with_regular_indices
         >>> prepared = model.prepare(data)
-        >>> fits_one_kernel(model, prepared)  # theta[school] is a gather
-        False
         >>> batch = {k: np.asarray(v)[None] for k, v in prepared.items()}
         >>> marked = with_regular_indices(model, batch)  # row i is school i: no gather
         >>> fits_one_kernel(marked, prepared), fits_one_kernel(marked, prepared, dense_mass=True)
         (True, False)
     """
-    if dense_mass:
+    rule = hoisting_rule()
+    if dense_mass or rule is None:
         return False
     dataset = {k: jnp.asarray(v) for k, v in dataset.items()}
     # Checked once per model structure and data shapes, as a program is compiled once.
@@ -57,5 +78,5 @@ def fits_one_kernel(model, dataset: dict[str, Array], dense_mass: bool = False) 
                     model.constrain(position, dataset))
 
         text = jax.jit(program).lower(model.init(jax.random.key(0)), dataset).as_text()
-        _CHECKED[signature] = _BLOCKING.search(text) is None
+        _CHECKED[signature] = rule.search(text) is None
     return _CHECKED[signature]
