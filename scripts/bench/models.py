@@ -9,10 +9,8 @@ constrained parameters hjax reports in `result.posterior`). Data are hjax's prep
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import jax
 import numpy as np
@@ -20,17 +18,6 @@ import numpyro
 import numpyro.distributions as dist
 
 import hjax as hj
-
-
-def _reference_dir() -> Path:
-    """posteriordb's data: `shared/` in the repository, or beside it (a worktree layout)."""
-    repo = Path(__file__).resolve().parents[2]
-    for root in (repo, repo.parent):
-        folder = root / "shared" / "reference" / "posteriordb"
-        if folder.is_dir():
-            return folder
-    raise FileNotFoundError(f"No shared/reference/posteriordb in {repo} or {repo.parent}.")
-
 
 Data = dict[str, np.ndarray]
 
@@ -142,10 +129,10 @@ model {
 
 def eight_schools() -> Problem:
     """`hj.catalog.eight_schools`, non-centered: theta = mu + tau * z with tau (named
-    `theta_sd`) ~ HalfCauchy(5), mu ~ N(0, 5); data from posteriordb."""
-    raw = json.loads((_reference_dir() / "eight_schools.json").read_text())
-    model, design = hj.catalog.eight_schools(sigma=tuple(raw["sigma"]))
-    schools = raw["J"]
+    `theta_sd`) ~ HalfCauchy(5), mu ~ N(0, 5); data from posteriordb (`hj.datasets`)."""
+    data = hj.datasets.eight_schools()
+    model, design = hj.catalog.eight_schools(sigma=tuple(data["sigma"]))
+    schools = data["y"].size
 
     def numpyro_model(data):
         mu = numpyro.sample("mu", dist.Normal(0.0, 5.0))
@@ -158,7 +145,7 @@ def eight_schools() -> Problem:
     def stan_data(data):
         return {"J": schools, "y": data["y"], "sigma": data["sigma"]}
 
-    design = {**design, "y": np.asarray(raw["y"], float)}
+    design = {**design, "y": data["y"]}
     return Problem("eight_schools", model, design, numpyro_model, EIGHT_SCHOOLS_STAN,
                    stan_data, ("mu", "theta_sd", "theta"))
 
@@ -185,9 +172,9 @@ model {
 def radon() -> Problem:
     """Minnesota radon (posteriordb radon_mn: 919 homes, 85 counties): log radon ~
     N(b0 + b_floor floor + b_uppm log_uppm + a[county], sigma), a = a_sd * a_z; log_uppm is
-    given per home."""
-    raw = json.loads((_reference_dir() / "radon_mn.json").read_text())
-    counties = raw["J"]
+    given per home; data from posteriordb (`hj.datasets`)."""
+    raw = hj.datasets.radon()
+    counties = int(raw["county"].max()) + 1
     model = hj.Model(
         hj.Gaussian(
             mu=hj.Fixed("b0", hj.Normal(0.0, 5.0))
@@ -198,10 +185,8 @@ def radon() -> Problem:
         ),
         coords={"county": counties},
     )
-    design = {"county": np.asarray(raw["county_idx"]) - 1,
-              "floor_measure": np.asarray(raw["floor_measure"], float),
-              "log_uppm": np.asarray(raw["log_uppm"], float),
-              "y": np.asarray(raw["log_radon"], float)}
+    design = {"county": raw["county"], "floor_measure": raw["floor"],
+              "log_uppm": raw["log_uppm"], "y": raw["log_radon"]}
 
     def numpyro_model(data):
         b0 = numpyro.sample("b0", dist.Normal(0.0, 5.0))

@@ -1,31 +1,16 @@
-import os
-
 import jax
 import pytest
 from inference_helpers import (
     N_DATASETS,
-    REFERENCE,
     TRACES,
     CountingModel,
     conjugate_data,
     conjugate_model,
-    load_eight_schools,
 )
 
 from hjax.inference import one_kernel, sample
 
 CONJUGATE = dict(chains=4, warmup=300, draws=500, warn=False)
-
-
-@pytest.fixture(scope="session")
-def eight_schools():
-    loaded = load_eight_schools()
-    if loaded is None:
-        # CI always has shared/ beside the clone: there a missing reference is a failure.
-        if os.environ.get("CI"):
-            pytest.fail(f"reference data not found under {REFERENCE}")
-        pytest.skip(f"reference data not found under {REFERENCE}")
-    return loaded
 
 
 @pytest.fixture(scope="session")

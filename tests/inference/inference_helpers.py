@@ -7,7 +7,9 @@ import numpy as np
 
 import hjax as hj
 
-REFERENCE = Path(__file__).resolve().parents[3] / "shared" / "reference" / "posteriordb"
+# posteriordb's reference posterior of eight schools (non-centered), as moments with their
+# Monte Carlo standard errors (how they were computed: the file's "source").
+REFERENCE = Path(__file__).resolve().parents[1] / "data" / "eight_schools_reference.json"
 
 
 def eight_schools_model() -> hj.Model:
@@ -57,23 +59,11 @@ def conjugate_posterior(data: dict, groups: int) -> tuple[np.ndarray, np.ndarray
     return cov @ shift, cov
 
 
-def load_eight_schools():
-    """(model, raw data, reference draws as (chain, draw[, school]) arrays), or None."""
-    if not (REFERENCE / "eight_schools.json").exists():
-        return None
-    raw = json.loads((REFERENCE / "eight_schools.json").read_text())
-    data = {"y": np.asarray(raw["y"], float), "sigma": np.asarray(raw["sigma"], float),
-            "school": np.arange(raw["J"])}
-    chains = json.loads(
-        (REFERENCE / "eight_schools-eight_schools_noncentered.json").read_text())
-    # Stan's 1-based theta[j] is school j - 1; tau is the Level's scale, theta_sd.
-    reference = {
-        "mu": np.array([c["mu"] for c in chains]),
-        "theta_sd": np.array([c["tau"] for c in chains]),
-        "theta": np.stack([np.array([c[f"theta[{j + 1}]"] for c in chains])
-                           for j in range(raw["J"])], axis=-1),
-    }
-    return eight_schools_model(), data, reference
+def eight_schools_reference() -> dict[str, dict[str, np.ndarray]]:
+    """Per variable (mu, theta_sd, theta), the reference's mean, sd, mcse_mean and mcse_sd."""
+    variables = json.loads(REFERENCE.read_text())["variables"]
+    return {name: {stat: np.asarray(value) for stat, value in moments.items()}
+            for name, moments in variables.items()}
 
 
 def z_scores(ours, ours_se, theirs, theirs_se=0.0):

@@ -5,8 +5,15 @@ import jax
 import numpy as np
 import pytest
 import xarray as xr
-from inference_helpers import N_DATASETS, conjugate_posterior, z_scores
+from inference_helpers import (
+    N_DATASETS,
+    conjugate_posterior,
+    eight_schools_model,
+    eight_schools_reference,
+    z_scores,
+)
 
+import hjax as hj
 from hjax.inference import diagnose, sample
 
 DIMS = ["chain", "draw"]
@@ -20,37 +27,30 @@ def _moments(posterior: xr.Dataset):
             azs.mcse(posterior, sample_dims=DIMS, method="sd"))
 
 
-def _assert_matches_reference(result, model, reference):
-    ours = _moments(result.posterior.to_dataset()[list(reference)])
-    ref = xr.Dataset({
-        "mu": (DIMS, reference["mu"]),
-        "theta_sd": (DIMS, reference["theta_sd"]),
-        "theta": (DIMS + ["school"], reference["theta"]),
-    }, coords={"school": list(model.coords["school"])})
-    theirs = _moments(ref)
-    for name in reference:
+def _assert_matches_reference(result):
+    ours = _moments(result.posterior.to_dataset())
+    for name, theirs in eight_schools_reference().items():
         for stat, (m, s) in {"mean": (0, 2), "sd": (1, 3)}.items():
-            z = z_scores(ours[m][name], ours[s][name], theirs[m][name].values,
-                         theirs[s][name].values)
+            z = z_scores(ours[m][name].values, ours[s][name].values, theirs[stat],
+                         theirs[f"mcse_{stat}"])
             assert np.all(z < Z), f"{stat} of {name} is {z.max():.1f} MCSE off the reference"
     assert int(diagnose(result).divergences) == 0
 
 
-def test_eight_schools_noncentered_matches_posteriordb(eight_schools):
-    model, data, reference = eight_schools
-    result = sample(model, data, key=jax.random.key(2024), chains=4, warmup=1000, draws=1000,
-                    target_accept=0.9, warn=False)
-    _assert_matches_reference(result, model, reference)
+def test_eight_schools_noncentered_matches_posteriordb():
+    result = sample(eight_schools_model(), hj.datasets.eight_schools(), key=jax.random.key(2024),
+                    chains=4, warmup=1000, draws=1000, target_accept=0.9, warn=False)
+    _assert_matches_reference(result)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("init, dense_mass", [("pathfinder", False), ("advi", True),
                                               (None, True)])
-def test_eight_schools_variants_match_posteriordb(eight_schools, init, dense_mass):
-    model, data, reference = eight_schools
-    result = sample(model, data, key=jax.random.key(11), chains=4, draws=1000,
-                    target_accept=0.9, init=init, dense_mass=dense_mass, warn=False)
-    _assert_matches_reference(result, model, reference)
+def test_eight_schools_variants_match_posteriordb(init, dense_mass):
+    result = sample(eight_schools_model(), hj.datasets.eight_schools(), key=jax.random.key(11),
+                    chains=4, draws=1000, target_accept=0.9, init=init, dense_mass=dense_mass,
+                    warn=False)
+    _assert_matches_reference(result)
 
 
 @pytest.mark.xdist_group("conjugate_fits")  # one worker builds the session fixture once

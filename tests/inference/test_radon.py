@@ -1,12 +1,7 @@
 """The classic radon model on the Minnesota data: varying intercepts and varying floor slopes
 by county, each around its own population mean (the model the term algebra must allow)."""
 
-import json
-import os
-
 import numpy as np
-import pytest
-from inference_helpers import REFERENCE
 
 import hjax as hj
 
@@ -15,19 +10,10 @@ import hjax as hj
 LMER = {"mu_alpha": (1.46, 0.05), "mu_beta": (-0.68, 0.09)}
 
 
-def radon():
-    path = REFERENCE / "radon_mn.json"
-    if not path.exists():
-        if os.environ.get("CI"):
-            pytest.fail(f"reference data not found under {REFERENCE}")
-        pytest.skip(f"reference data not found under {REFERENCE}")
-    raw = json.loads(path.read_text())
-    return {"y": np.asarray(raw["log_radon"]), "floor": np.asarray(raw["floor_measure"], float),
-            "county": np.asarray(raw["county_idx"]) - 1}, raw["J"]
-
-
 def test_varying_intercepts_and_slopes_with_their_own_means_fit_the_radon_data():
-    data, counties = radon()
+    radon = hj.datasets.radon()
+    data = {"y": radon["log_radon"], "floor": radon["floor"], "county": radon["county"]}
+    counties = 85
     model = hj.Model(hj.Gaussian(
         mu=hj.Level("alpha", "county", loc=hj.Fixed("mu_alpha", hj.Normal(0, 5)))
         + hj.Level("beta", "county", loc=hj.Fixed("mu_beta", hj.Normal(0, 5)),
