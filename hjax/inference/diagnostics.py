@@ -153,6 +153,19 @@ def _where(indices: np.ndarray, batched: bool) -> str:
     return f" in dataset{'s' if len(indices) > 1 else ''} {shown}"
 
 
+def _reparameterize(attrs) -> str:
+    """What to try besides target_accept against divergences, for the levels fitted."""
+    centered = attrs.get("levels_centered", "")
+    non_centered = attrs.get("levels_non_centered", "")
+    if centered:
+        return f", or make the centered levels non-centered (centered=False: {centered})"
+    if non_centered:
+        return (f"; the levels are non-centered already ({non_centered}): where each group's "
+                "data pin its value (many rows per group), centered=True may fit better")
+    return (", or look for a parameter driven to the edge of its support (a scale near 0): "
+            "a tighter prior there")
+
+
 def check(tree: xr.DataTree, diagnosed: xr.Dataset | None = None) -> list[str]:
     """Messages for every diagnostic past its threshold, each with what to try.
 
@@ -186,8 +199,7 @@ def check(tree: xr.DataTree, diagnosed: xr.Dataset | None = None) -> list[str]:
     if (found := bad(diag.divergences > 0)).size:
         messages.append(
             f"{int(diag.divergences.sum())} divergences{_where(found, batched)} after warmup: "
-            f"raise target_accept (now {target}) or use the non-centered form of the "
-            "hierarchical levels (hj.Level's default).")
+            f"raise target_accept (now {target}){_reparameterize(attrs)}.")
     if (found := bad(diag.treedepth_hits > 0)).size:
         messages.append(
             f"{int(diag.treedepth_hits.sum())} transitions{_where(found, batched)} hit the "

@@ -8,9 +8,10 @@ import numpy as np
 import xarray as xr
 
 from hjax.model.data import OBSERVED_ROWS
+from hjax.model.level import AbstractLevel
 from hjax.model.terms import OBS
 
-__all__ = ["STAT_NAMES", "to_datatree"]
+__all__ = ["STAT_NAMES", "parameterization", "to_datatree"]
 
 STAT_NAMES = ("lp", "diverging", "tree_depth", "n_steps", "energy", "acceptance_rate",
               "step_size")
@@ -61,6 +62,19 @@ def _data_dataset(model, data: Mapping[str, np.ndarray], keys, batched: bool) ->
     return xr.Dataset(variables, coords=coords)
 
 
+def parameterization(model) -> dict[str, str]:
+    """The model's levels by parameterization, as a fit's attrs record them (comma-separated
+    names), so that diagnostics advise what applies to the model fitted.
+
+    Example:
+        >>> parameterization(model)
+        {'levels_centered': '', 'levels_non_centered': 'theta'}
+    """
+    found = [term for term in model.terms() if isinstance(term, AbstractLevel)]
+    return {"levels_centered": ", ".join(t.name for t in found if t.centered),
+            "levels_non_centered": ", ".join(t.name for t in found if not t.centered)}
+
+
 def to_datatree(
     model,
     draws: Mapping[str, np.ndarray],
@@ -84,7 +98,7 @@ def to_datatree(
         >>> tree.posterior["theta"].dims
         ('chain', 'draw', 'school')
     """
-    attrs = dict(attrs or {})
+    attrs = dict(attrs or {}) | parameterization(model)
     dims, coords = model.param_dims, model.coords
     observed = list(model.likelihood.observed_keys().values())
     groups = {

@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from hjax.model.log1p_exp import log1p_exp
+from hjax.model.scalars import plain_fields
 
 SLOT_ADVICE = ("Give it a prior with that support (e.g. hj.HalfNormal for a positive scale) or "
                "wrap a linear predictor in a link (hj.exp, hj.inv_logit).")
@@ -126,6 +127,9 @@ class Interval(Constraint):
 
     low: float = 0.0
     high: float = 1.0
+
+    def __post_init__(self):
+        plain_fields(self)
 
     def __check_init__(self):
         if not self.low < self.high:

@@ -15,6 +15,9 @@ def _predictor_names(value):
     return value if value is None or isinstance(value, str) else tuple(value)
 
 
+DEFAULT_PRIOR = Normal(0.0, 1.0)
+
+
 class Fixed(Term):
     """A population-level coefficient, optionally multiplying predictors.
 
@@ -22,6 +25,13 @@ class Fixed(Term):
     with several it is a coefficient vector over those columns (a design matrix by columns).
     An intercept's prior may have any support, so `Fixed("sigma", hj.HalfNormal(1))` is a
     positive scalar parameter.
+
+    Args:
+        name: the parameter's name in the posterior.
+        prior: its prior; `hj.Normal(0, 1)` when none is given (`print(model)` marks it
+            "(default)"), a unit scale: give one on the scale of your data.
+        predictors: a column name (a slope) or several (a coefficient vector); None for an
+            intercept.
 
     Example:
         >>> b0 = hj.Fixed("b0", hj.Normal(0, 5))
@@ -31,7 +41,7 @@ class Fixed(Term):
     """
 
     name: str = eqx.field(static=True)
-    prior: Prior = Normal(0.0, 1.0)
+    prior: Prior = DEFAULT_PRIOR
     predictors: tuple[str, ...] | str | None = eqx.field(static=True, default=None,
                                                          converter=_predictor_names)
 
@@ -65,8 +75,12 @@ class Fixed(Term):
         if self._vector:
             k = len(self.predictors)
             dims = (f"{self.name}_dim",)
-            return {self.name: ParamSpec((k,), self.prior.support, dims, prior=str(self.prior))}
-        return {self.name: ParamSpec((), self.prior.support, (), prior=str(self.prior))}
+            return {self.name: ParamSpec((k,), self.prior.support, dims, prior=self._prior_text)}
+        return {self.name: ParamSpec((), self.prior.support, (), prior=self._prior_text)}
+
+    @property
+    def _prior_text(self) -> str:
+        return self.prior.described(default=DEFAULT_PRIOR)
 
     def coords(self):
         return {f"{self.name}_dim": self.predictors} if self._vector else {}

@@ -46,6 +46,9 @@ class Imputed(Term):
     def children(self):
         return (self.loc, self.scale)
 
+    def is_covariate(self):
+        return True  # `b * x~imputed` is a slope, as `b * data[x]` is
+
     @property
     def name(self) -> str:
         return f"{self.key}_imputed"

@@ -12,9 +12,11 @@ import numpy as np
 
 from hjax.model import constraints as C
 from hjax.model.priors import HalfNormal, LKJCholesky, Prior
+from hjax.model.scalars import plain_number
 from hjax.model.terms import OBS, AbstractSum, Need, ParamSpec, Term, as_term, key_for
 
 INTERCEPT = "1"
+DEFAULT_SCALE = HalfNormal(1.0)  # a Level's population sd when no `scale` is given
 
 
 def _names(value) -> tuple[str, ...]:
@@ -115,7 +117,7 @@ class AbstractLevel(Term):
         specs = {}
         if isinstance(self.scale, Prior):
             specs[f"{self.name}_sd"] = ParamSpec(coef and (self._k,), C.positive, coef,
-                                                 prior=str(self.scale))
+                                                 prior=self.scale.described(DEFAULT_SCALE))
         if self.corr is not None:
             dims = (f"{self.name}_coef", f"{self.name}_coef2")
             specs[f"{self.name}_corr_chol"] = ParamSpec((self._k,) * 2, C.corr_cholesky, dims,
@@ -304,6 +306,16 @@ class Level(AbstractLevel):
     separate scales (each with the `scale` prior) and, if `corr` is given, an LKJ prior on their
     correlation; otherwise they are independent.
 
+    Args:
+        name: the values' name in the posterior (`<name>_sd` is the population sd).
+        group: the group column that indexes the values.
+        scale: the population sd's prior; `hj.HalfNormal(1)` when none is given
+            (`print(model)` marks it "(default)"); a number fixes the sd.
+        loc: the population mean, a term per group; None: zero-mean deviations.
+        predictors: "1" (an intercept) and/or columns the values multiply (slopes).
+        corr: an `hj.LKJCholesky` prior on the correlation of several predictors' values.
+        centered: sample the values themselves instead of their standard-normal draws.
+
     Example:
         >>> alpha = hj.Level("alpha", group="participant", scale=hj.HalfNormal(1.0))
         >>> ab = hj.Level("ab", "participant", predictors=("1", "x"), corr=hj.LKJCholesky(2, 2.0))
@@ -313,7 +325,7 @@ class Level(AbstractLevel):
 
     name: str = eqx.field(static=True)
     group: str = eqx.field(static=True)
-    scale: Prior | float = HalfNormal(1.0)
+    scale: Prior | float = eqx.field(default=DEFAULT_SCALE, converter=plain_number)
     loc: Term | tuple[Term | None, ...] | None = eqx.field(default=None, converter=_loc)
     predictors: tuple[str, ...] = eqx.field(static=True, default=(INTERCEPT,), converter=_names)
     corr: LKJCholesky | None = None
@@ -406,7 +418,7 @@ class Nested(AbstractLevel):
     name: str = eqx.field(static=True)
     group: str = eqx.field(static=True)
     parent: AbstractLevel
-    scale: Prior | float = HalfNormal(1.0)
+    scale: Prior | float = eqx.field(default=DEFAULT_SCALE, converter=plain_number)
     centered: bool = eqx.field(static=True, default=False)
     row_pattern: tuple[int, int] | None = eqx.field(static=True, default=None)  # as Level's
     predictors = (INTERCEPT,)

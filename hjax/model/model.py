@@ -61,7 +61,8 @@ class Model(eqx.Module):
 
     Args:
         likelihood: the observation model, its parameter slots filled with terms.
-        coords: for each group a term indexes, its size or its labels (in index order).
+        coords: for each group a term indexes, its size or its labels (in index order); none
+            for a model without groups.
         missing: observations may be missing (NaN in an observed column): such a row adds
             nothing to the likelihood, and the posterior predictive predicts it.
 
@@ -82,7 +83,8 @@ class Model(eqx.Module):
           theta_sd  scalar   positive       ~ HalfCauchy(5)
           theta_z   8        real           ~ Normal(0, 1), non-centered Normal(mu, theta_sd)
           mu        scalar   real           ~ Normal(0, 5)
-        fitted on cells of equal rows (n, mean, sum of squares; reduce=False: row by row)
+        reducible: rows alike but for the outcome are fitted as cells (n, mean, sum of squares)
+          where the cells are at most half the rows; a fit's attrs say (`reduction`)
         >>> data = model.prepare({"y": np.array([28.0, 8, -3, 7, -1, 1, 18, 12]),
         ...                       "sigma": np.array([15.0, 10, 16, 11, 9, 11, 10, 18]),
         ...                       "school": np.arange(8)})
@@ -95,10 +97,11 @@ class Model(eqx.Module):
     group_coords: tuple[tuple[str, tuple], ...] = eqx.field(static=True)
     missing: bool = eqx.field(static=True, default=False)
 
-    def __init__(self, likelihood: Likelihood, coords: Mapping[str, int | Sequence], *,
-                 missing: bool = False):
+    def __init__(self, likelihood: Likelihood, coords: Mapping[str, int | Sequence] | None = None,
+                 *, missing: bool = False):
         if not isinstance(likelihood, Likelihood):
             raise TypeError(f"Expected a hj likelihood (e.g. hj.Gaussian); got {likelihood!r}.")
+        coords = {} if coords is None else coords
         if not isinstance(coords, Mapping):
             raise TypeError(f"Expected coords as a mapping of group name to size or labels; got "
                             f"{type(coords).__name__}. {_COORDS_TAKES}.")
@@ -353,8 +356,10 @@ class Model(eqx.Module):
         from hjax.model.reduction import DESCRIBED  # it builds models: imported when printing
 
         if type(self.likelihood) in DESCRIBED and not self.missing:
-            lines.append(f"fitted on cells of equal rows ({DESCRIBED[type(self.likelihood)]}; "
-                         "reduce=False: row by row)")
+            lines.append(f"reducible: rows alike but for the outcome are fitted as cells "
+                         f"({DESCRIBED[type(self.likelihood)]})\n"
+                         "  where the cells are at most half the rows; a fit's attrs say "
+                         "(`reduction`)")
         named = [t for t in self.terms() if isinstance(t, Deterministic)]
         if named:
             lines.append("derived quantities:")

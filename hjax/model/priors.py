@@ -21,6 +21,7 @@ import jax.scipy.stats as jss
 from jaxtyping import Array, PRNGKeyArray
 
 from hjax.model import constraints as C
+from hjax.model.scalars import plain_fields
 
 
 class Prior(eqx.Module):
@@ -37,6 +38,9 @@ class Prior(eqx.Module):
 
     support: eqx.AbstractVar[C.Constraint]
     positive_fields: ClassVar[tuple[str, ...]] = ()
+
+    def __post_init__(self):
+        plain_fields(self)  # np.log(0.15) as a loc is the number, not a traced array
 
     def __check_init__(self):
         name = type(self).__name__
@@ -60,6 +64,15 @@ class Prior(eqx.Module):
     def __str__(self):
         fields = ", ".join(f"{getattr(self, f.name):g}" for f in dataclasses.fields(self))
         return f"{type(self).__name__}({fields})"
+
+    def described(self, default: "Prior") -> str:
+        """The prior as `print(model)` shows it: marked when it is the block's default.
+
+        Example:
+            >>> hj.Normal(0.0, 1.0).described(default=hj.Normal(0.0, 1.0))
+            'Normal(0, 1) (default)'
+        """
+        return f"{self} (default)" if self == default else str(self)
 
 
 class AbstractSymmetric(Prior):

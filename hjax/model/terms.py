@@ -112,6 +112,11 @@ class Term(eqx.Module):
         """Whether the term carries a free overall mean (for identification checks)."""
         return False
 
+    def is_covariate(self) -> bool:
+        """Whether the term is a predictor column (data, or imputed data): a coefficient times
+        it is a slope, not an intercept."""
+        return False
+
     def coords(self) -> dict[str, tuple]:
         """Labels of non-group dims this term introduces (e.g. predictor names)."""
         return {}
@@ -195,6 +200,9 @@ class Data(Term):
 
     def support(self):
         return _DATA
+
+    def is_covariate(self):
+        return True
 
     def __str__(self):
         return f"data[{self.key}]"
@@ -340,7 +348,7 @@ class Product(Term):
 
     def has_intercept(self):
         return (any(f.has_intercept() for f in self.factors)
-                and not any(isinstance(f, Data) for f in self.factors))
+                and not any(f.is_covariate() for f in self.factors))
 
     def __str__(self):
         return " * ".join(_grouped(f) for f in self.factors)
@@ -368,8 +376,8 @@ class Quotient(Term):
         return C.positive if positive else C.real
 
     def has_intercept(self):
-        return (self.numerator.has_intercept() and not isinstance(self.numerator, Data)
-                and not isinstance(self.denominator, Data))
+        return (self.numerator.has_intercept() and not self.numerator.is_covariate()
+                and not self.denominator.is_covariate())
 
     def __str__(self):
         wrap = lambda t: f"({t})" if isinstance(t, AbstractSum | Neg | Product) else str(t)  # noqa: E731

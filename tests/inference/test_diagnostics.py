@@ -8,11 +8,13 @@ import xarray as xr
 from arviz_base import rcParams
 from arviz_stats.base import array_stats
 
+import hjax as hj
 from hjax.inference import check, diagnose, summary
 from hjax.inference.diagnostics import warn_problems
 
 
-def _tree(stuck_dataset=None, divergent_dataset=None, datasets=4, chains=4, draws=400):
+def _tree(stuck_dataset=None, divergent_dataset=None, datasets=4, chains=4, draws=400,
+          levels=None):
     rng = np.random.default_rng(0)
     mu = rng.normal(size=(datasets, chains, draws))
     theta = rng.normal(size=(datasets, chains, draws, 3))
@@ -22,7 +24,7 @@ def _tree(stuck_dataset=None, divergent_dataset=None, datasets=4, chains=4, draw
     if divergent_dataset is not None:
         diverging[divergent_dataset, 1, :12] = True
     lead = ("dataset", "chain", "draw")
-    attrs = {"target_accept": 0.8, "max_tree_depth": 10}
+    attrs = {"target_accept": 0.8, "max_tree_depth": 10} | (levels or {})
     posterior = xr.Dataset({"mu": (lead, mu), "theta": (lead + ("g",), theta)},
                            coords={"g": ["a", "b", "c"]}, attrs=attrs)
     stats = xr.Dataset({"diverging": (lead, diverging),
@@ -45,6 +47,26 @@ def test_divergences_are_counted_per_dataset_and_named():
     np.testing.assert_array_equal(diag.divergences.values, [0, 0, 0, 12])
     (message,) = check(tree)
     assert "12 divergences in dataset 3" in message and "target_accept" in message
+
+
+@pytest.mark.parametrize(("levels", "advice"), [
+    ({"levels_centered": "theta", "levels_non_centered": "u"},
+     "make the centered levels non-centered (centered=False: theta)"),
+    ({"levels_centered": "", "levels_non_centered": "u, v"},
+     "the levels are non-centered already (u, v)"),
+    ({"levels_centered": "", "levels_non_centered": ""}, "a parameter driven to the edge"),
+])
+def test_divergence_advice_fits_the_models_levels(levels, advice):
+    (message,) = check(_tree(divergent_dataset=0, levels=levels))
+    assert advice in message
+
+
+def test_a_fit_records_its_levels_parameterization():
+    model, design = hj.catalog.eight_schools()
+    fit = hj.sample(model, design | {"y": np.zeros(8)}, key=0, chains=2, warmup=100, draws=50,
+                    warn=False)
+    assert fit.posterior.attrs["levels_non_centered"] == "theta"
+    assert fit.posterior.attrs["levels_centered"] == ""
 
 
 def test_unmixed_chains_give_rhat_warning():

@@ -135,17 +135,18 @@ def test_studies_record_loo_and_sensitivity_per_dataset():
 
 
 def test_imputed_predictors_recover_their_simulated_values():
-    """x ~ N(x_mu, x_sd) with 10 of 60 values missing, y ~ N(b x, 0.5): the missing values
-    are parameters, and a recovery study finds them (coverage, correlation)."""
+    """x ~ N(x_mu, x_sd) with 10 of 60 values missing, y ~ N(b0 + b x, 0.5): the missing
+    values are parameters, and a recovery study finds them (coverage, correlation)."""
     x = hj.Imputed("x", loc=hj.Fixed("x_mu"), scale=hj.Fixed("x_sd", hj.HalfNormal(1.0)),
                    group="x_missing")
-    model = hj.Model(hj.Gaussian(mu=hj.Fixed("b") * x, sigma=0.5), coords={"x_missing": 10})
+    model = hj.Model(hj.Gaussian(mu=hj.Fixed("b0") + hj.Fixed("b") * x, sigma=0.5),
+                     coords={"x_missing": 10})
     rng = np.random.default_rng(0)
     design = {"x": np.where(np.arange(60) % 6 == 0, np.nan, rng.normal(size=60))}
     with pytest.raises(ValueError, match=r"data\['x'\] has 10 missing values, but Imputed 'x' "
                                          r"imputes 3"):
         hj.Model(model.likelihood, coords={"x_missing": 3}).prepare(design, observed=False)
-    table = hj.recover(model, design, key=0, given={"b": 1.0, "x_mu": 0.0, "x_sd": 1.0},
+    table = hj.recover(model, design, key=0, given={"b0": 0.5, "b": 1.0, "x_mu": 0.0, "x_sd": 1.0},
                        replicates=8, chains=2, warmup=300, draws=300,
                        escalation={"attempts": 0})
     imputed = hj.recovery_metrics(table, by="parameter").sel(parameter="x_imputed")

@@ -103,6 +103,9 @@ def test_identification_of_differences_slopes_and_products():
         hj.Fixed("b0") - (hj.Fixed("b1") + hj.Level("u", "g"))
     # A slope's mean multiplies its predictor: not a second intercept.
     hj.Fixed("b0") + hj.Data("x") * hj.Fixed("b1") + hj.Fixed("d") / hj.Data("n")
+    # An imputed column is a predictor as a data column is: its coefficient is a slope.
+    imputed = hj.Imputed("x", loc=0.0, scale=hj.Fixed("x_sd", hj.HalfNormal(1)), group="x_na")
+    hj.Fixed("b0") + hj.Fixed("b_x") * imputed + hj.Fixed("b_z") / imputed
     radon = (hj.Level("alpha", "county", loc=hj.Fixed("mu_alpha"))
              + hj.Level("beta", "county", loc=hj.Fixed("mu_beta"), predictors=("floor",)))
     assert radon.has_intercept()
