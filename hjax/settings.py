@@ -28,9 +28,11 @@ WARM_STARTS = ("advi", "pathfinder")
 class Escalation(BaseModel):
     """When a fit fails its diagnostics, and how it is refitted.
 
-    A refit runs longer in both phases: a longer warmup and a higher target acceptance for
-    the geometry (divergences), and longer chains thinned to the same number of draws for
-    R-hat and ESS, which only more iterations improve.
+    A fit fails when a chain found no start or is stuck after warmup
+    (`hjax.inference.diagnostics.stuck_chains`), or past the limits below. Every refit starts
+    its chains anew, from its own key, and runs longer in both phases: a longer warmup and a
+    higher target acceptance for the geometry (divergences), and longer chains thinned to the
+    same number of draws for R-hat and ESS, which only more iterations improve.
 
     Attributes:
         attempts: refits allowed after the first fit (0: never refit).
@@ -80,6 +82,7 @@ class Escalation(BaseModel):
 
         rhat, ess = values("max_rhat", np.nan), values("min_ess_bulk", np.nan)
         return np.atleast_1d((values("init_failures", 0) > 0)
+                             | (values("stuck_chains", 0) > 0)
                              | (values("divergences", 0) > self.max_divergences)
                              | ~(rhat <= self.max_rhat) | ~(ess >= self.min_ess_bulk))
 

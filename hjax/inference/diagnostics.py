@@ -18,14 +18,20 @@ from arviz_base import rcParams
 
 from hjax.inference import convergence
 
-__all__ = ["DIAGNOSTICS", "check", "diagnose", "summary", "warn_problems"]
+__all__ = ["DIAGNOSTICS", "check", "diagnose", "stuck_chains", "summary", "warn_problems"]
 
 SAMPLE_DIMS = ["chain", "draw"]
 RHAT_LIMIT = 1.01
 # What `diagnose` returns per dataset; `hj.sample` keeps them in `fit_stats`.
 DIAGNOSTICS = ("divergences", "treedepth_hits", "max_rhat", "min_ess_bulk", "min_ess_tail",
-               "init_failures")
+               "init_failures", "stuck_chains")
 ESS_PER_CHAIN = 100  # Stan's and ArviZ's rule of thumb: 100 effective draws per chain
+# A chain is stuck when warmup left it with a step size two orders of magnitude below its
+# dataset's largest, or with a mean log density this many within-chain sds below the chains'
+# median. Healthy chains of the shipped and README models stay within a factor 3 and 3 sds
+# (`scripts/starts.py`); stuck ones sat at 1e-4 to 1e-6 and hundreds of sds.
+STUCK_STEP_RATIO = 0.01
+STUCK_LP_SDS = 5.0
 
 
 def _rank_diagnostics(posterior: xr.Dataset) -> tuple[xr.Dataset, xr.Dataset, xr.Dataset]:
@@ -53,21 +59,44 @@ def _stacked_max(ds: xr.Dataset, keep: list[str]) -> xr.DataArray:
     return xr.concat(parts, dim="variable").max("variable")
 
 
+def stuck_chains(tree: xr.DataTree) -> xr.DataArray:
+    """Per chain (and dataset): whether warmup left the chain stuck, with a step size below
+    `STUCK_STEP_RATIO` times the largest of its dataset's chains, or a mean log density more
+    than `STUCK_LP_SDS` within-chain sds below the chains' median. Such a chain barely moves
+    (its draws repeat a region the others left, often where the density is numerically
+    unsound), so its fit cannot be trusted whatever its R-hat.
+
+    Example:
+        >>> result = hj.sample(model, data, key=0, chains=2, warmup=100, draws=50, warn=False)
+        >>> stuck_chains(result).values.tolist()
+        [False, False]
+    """
+    stats = tree.sample_stats.to_dataset()
+    if "step_size" not in stats or "lp" not in stats:
+        return xr.zeros_like(stats.diverging.isel(draw=0, drop=True), dtype=bool)
+    step = stats.step_size.median("draw")
+    small = step < STUCK_STEP_RATIO * step.max("chain")
+    mean_lp = stats.lp.mean("draw")
+    spread = stats.lp.std("draw").median("chain")
+    low = mean_lp < mean_lp.median("chain") - STUCK_LP_SDS * spread
+    return small | low
+
+
 def diagnose(tree: xr.DataTree) -> xr.Dataset:
     """Per-dataset convergence and sampler diagnostics of a `hj.sample` result.
 
     Returns:
         A Dataset (dim `dataset` if the fit was batched) with `divergences`, `treedepth_hits`,
-        `max_rhat`, `min_ess_bulk`, `min_ess_tail` (over all parameters) and `init_failures`.
-        Divergences and tree-depth hits count kept draws: a thinned draw counts when any of
-        its iterations diverged or hit the depth.
+        `max_rhat`, `min_ess_bulk`, `min_ess_tail` (over all parameters), `init_failures`
+        and `stuck_chains` (`stuck_chains`). Divergences and tree-depth hits count kept
+        draws: a thinned draw counts when any of its iterations diverged or hit the depth.
 
     Example:
         >>> result = hj.sample(model, data, key=0, chains=2, warmup=100, draws=50, warn=False)
         >>> diag = hj.diagnose(result)
         >>> list(diag.data_vars), int(diag.init_failures)
         (['divergences', 'treedepth_hits', 'max_rhat', 'min_ess_bulk', 'min_ess_tail',
-          'init_failures'], 0)
+          'init_failures', 'stuck_chains'], 0)
     """
     posterior = tree.posterior.to_dataset()
     stats = tree.sample_stats.to_dataset()
@@ -83,6 +112,7 @@ def diagnose(tree: xr.DataTree) -> xr.Dataset:
     })
     if "init_ok" in tree.get("fit_stats", xr.DataTree()).data_vars:
         out["init_failures"] = (~tree.fit_stats.init_ok).sum("chain")
+    out["stuck_chains"] = stuck_chains(tree).sum("chain")
     return out
 
 
@@ -153,6 +183,38 @@ def _where(indices: np.ndarray, batched: bool) -> str:
     return f" in dataset{'s' if len(indices) > 1 else ''} {shown}"
 
 
+def _stuck_message(tree: xr.DataTree, stuck: xr.DataArray, shown: int = 3) -> str:
+    """Name the stuck chains (the first `shown`): step size, log density, start."""
+    stats = tree.sample_stats.to_dataset()
+    step, mean_lp = stats.step_size.median("draw"), stats.lp.mean("draw")
+    start = tree["start"].to_dataset() if "start" in tree.children else None
+    batched = "dataset" in stuck.dims
+    cells = np.argwhere(np.atleast_2d(stuck.transpose(..., "chain").values))
+    parts = []
+    for d, c in cells[:shown]:
+        at = {"dataset": d} if batched else {}
+        chain = at | {"chain": c}
+        others = np.delete(np.atleast_1d(step.isel(at).values), c)
+        lps = np.delete(np.atleast_1d(mean_lp.isel(at).values), c)
+        where = f"chain {c} of dataset {d}" if batched else f"chain {c}"
+        text = (f"{where} (step size {float(step.isel(chain)):.2g}, the others' up to "
+                f"{others.max():.2g}; mean log density {float(mean_lp.isel(chain)):.5g}, "
+                f"the others' median {np.median(lps):.5g}")
+        if start is not None:
+            scalars = [name for name, da in start.data_vars.items()
+                       if set(da.dims) <= {"dataset", "chain"}][:4]
+            values = ", ".join(f"{name}={float(start[name].isel(chain)):.3g}"
+                               for name in scalars)
+            text += f"; it started at {values}" if values else ""
+        parts.append(text + ")")
+    more = f", and {len(cells) - shown} more" if len(cells) > shown else ""
+    return (f"{len(cells)} chain{'s' if len(cells) > 1 else ''} stuck after warmup: "
+            f"{', '.join(parts)}{more}. A stuck chain barely moves, so its fit cannot be "
+            "trusted: refit from new starts (escalation={'attempts': 2}, as studies do), and "
+            "check the density where it went in float64 (jax.enable_x64), e.g. a cancelling "
+            "difference of large terms.")
+
+
 def _reparameterize(attrs) -> str:
     """What to try besides target_accept against divergences, for the levels fitted."""
     centered = attrs.get("levels_centered", "")
@@ -196,6 +258,9 @@ def check(tree: xr.DataTree, diagnosed: xr.Dataset | None = None) -> list[str]:
         messages.append(
             f"{int(diag.init_failures.sum())} chains{_where(found, batched)} never found a finite "
             "starting point; their draws are not usable (see the warning at initialization).")
+    stuck = stuck_chains(tree)
+    if bool(stuck.any()):
+        messages.append(_stuck_message(tree, stuck))
     if (found := bad(diag.divergences > 0)).size:
         messages.append(
             f"{int(diag.divergences.sum())} divergences{_where(found, batched)} after warmup: "

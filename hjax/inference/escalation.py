@@ -23,7 +23,7 @@ from hjax.settings import FitSettings
 __all__ = ["ATTEMPT_SALT", "Run", "attempt_key", "escalate"]
 
 ATTEMPT_SALT = 2**31  # attempt k's key is fold_in(key, ATTEMPT_SALT + k): apart from datasets'
-RECORDED = ("divergences", "max_rhat", "min_ess_bulk", "init_failures")
+RECORDED = ("divergences", "max_rhat", "min_ess_bulk", "init_failures", "stuck_chains")
 SUMMED = ("sampling_time", "compile_time", "grad_evals", "grad_evals_warm_start",
           "grad_evals_executed")
 

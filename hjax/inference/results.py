@@ -11,7 +11,7 @@ from hjax.model.data import OBSERVED_ROWS
 from hjax.model.level import AbstractLevel
 from hjax.model.terms import OBS
 
-__all__ = ["STAT_NAMES", "parameterization", "to_datatree"]
+__all__ = ["STAT_NAMES", "parameterization", "starts_dataset", "to_datatree"]
 
 STAT_NAMES = ("lp", "diverging", "tree_depth", "n_steps", "energy", "acceptance_rate",
               "step_size")
@@ -73,6 +73,20 @@ def parameterization(model) -> dict[str, str]:
     found = [term for term in model.terms() if isinstance(term, AbstractLevel)]
     return {"levels_centered": ", ".join(t.name for t in found if t.centered),
             "levels_non_centered": ", ".join(t.name for t in found if not t.centered)}
+
+
+def starts_dataset(model, starts: Mapping[str, np.ndarray], batched: bool) -> xr.Dataset:
+    """Each chain's starting point (arrays lead with dataset, chain), named and with dims as
+    in the posterior.
+
+    Example:
+        >>> starts = {"mu": np.zeros((1, 2)), "theta": np.zeros((1, 2, 8))}
+        >>> starts_dataset(model, starts, batched=False)["theta"].dims
+        ('chain', 'school')
+    """
+    with_draw = {name: np.asarray(values)[:, :, None] for name, values in starts.items()}
+    return _draws_dataset(with_draw, model.param_dims, model.coords, batched,
+                          {}).isel(draw=0, drop=True)
 
 
 def to_datatree(

@@ -8,6 +8,7 @@ import warnings
 from collections.abc import Mapping, Sequence
 from functools import partial
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -21,7 +22,7 @@ from hjax.inference.escalation import Run, attempt_key, escalate
 from hjax.inference.init import explain_nonfinite
 from hjax.inference.keys import as_key, sampling_key
 from hjax.inference.progress import progress_bar
-from hjax.inference.results import STAT_NAMES, to_datatree
+from hjax.inference.results import STAT_NAMES, starts_dataset, to_datatree
 from hjax.inference.samplers import sampler_for
 from hjax.model.reduction import plan_reduction
 from hjax.model.regular_index import with_regular_indices
@@ -99,7 +100,8 @@ def sample(
         An ArviZ DataTree with `posterior` (constrained values named as by
         `model.constrain`, dims from `model.param_dims`), `sample_stats` (lp, diverging,
         tree_depth, n_steps, energy, acceptance_rate, step_size), `observed_data`,
-        `constant_data` and `fit_stats` (per chain: init_ok, init_tries, the adapted
+        `constant_data`, `start` (each chain's starting point, named as the posterior)
+        and `fit_stats` (per chain: init_ok, init_tries, the adapted
         step_size and inverse_mass_matrix over the flattened unconstrained position; per
         dataset: `hj.diagnose`'s diagnostics of the draws returned, and the attempts).
         A batched fit has a leading `dataset` dim everywhere. The attrs hold the settings,
@@ -133,9 +135,17 @@ def sample(
     run, attempts = escalate(settings, len(index), fit, diagnose)
     _report_init_failures(model, run.out, host_data, batched)
     tree = _to_tree(model, settings, run, host_data, batched, attempts)
+    starts = _constrained_starts(model, run.out.init_positions, host_data)
+    tree["start"] = xr.DataTree(starts_dataset(model, starts, batched))
     if warn:
         diagnostics.warn_problems(tree, tree.fit_stats.to_dataset()[list(diagnostics.DIAGNOSTICS)])
     return tree
+
+
+@eqx.filter_jit
+def _constrained_starts(model, positions, data):
+    """Each chain's starting point as the posterior names its values (datasets x chains)."""
+    return jax.vmap(lambda p, d: jax.vmap(lambda q: model.constrain(q, d))(p))(positions, data)
 
 
 def fitted(model, host_data: dict[str, np.ndarray], reduce: bool = True):

@@ -154,7 +154,7 @@ def sampler_for(settings: FitSettings, model=None, dataset=None) -> Sampler:
     Example:
         >>> sampler_for(FitSettings(lanes=8))
         LanesNUTS(lanes=8)
-        >>> sampler_for(FitSettings(), model, model.prepare(data))  # gathers theta[school]
+        >>> sampler_for(FitSettings(dense_mass=True), model, model.prepare(data))  # M^-1 p: a dot
         LanesNUTS()
     """
     if settings.sampler == "blackjax":
