@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool, Int
 
-__all__ = ["Layout", "as_batch", "map_chunks", "shared_columns", "where_rows"]
+__all__ = ["Layout", "as_batch", "chunk_positions", "map_chunks", "shared_columns", "where_rows"]
 
 
 class Layout(NamedTuple):
@@ -127,22 +127,39 @@ def _take(tree, index):
     return jax.tree.map(lambda x: np.asarray(x)[index], tree)
 
 
+def chunk_positions(n_real: int, width: int, shards: int = 1) -> np.ndarray:
+    """Where a chunk's `n_real` datasets go among its `width` rows: dealt round-robin over
+    `shards` equal shards (the devices), so that a short chunk (the last one, or the few fits a
+    refit escalates) keeps every device busy instead of filling the first one's share.
+
+    Example:
+        >>> chunk_positions(3, width=8, shards=2).tolist()  # rows 0-3 on device 0, 4-7 on 1
+        [0, 4, 1]
+    """
+    per = width // shards
+    j = np.arange(n_real)
+    return (j % shards) * per + j // shards
+
+
 def map_chunks(
     fn: Callable[[Int[Array, " B"], Bool[Array, " B"], dict[str, Array]], object],
     data: dict[str, Array],
     batch_size: int,
     on_chunk: Callable[[int], None] | None = None,
+    shards: int = 1,
 ):
     """Apply `fn(dataset_index, valid, data_chunk)` to fixed-width chunks; concatenate on the
     host.
 
     Args:
-        fn: a compiled function of the chunk's dataset indices, which of them are real (the
-            last chunk is padded with copies of its final dataset) and its data; returns a
+        fn: a compiled function of the chunk's dataset indices, which of them are real (a
+            short chunk is padded with copies of its final dataset) and its data; returns a
             pytree of arrays whose leading axis is the chunk's datasets.
         data: arrays with a leading dataset axis (D).
         batch_size: chunk width; the last chunk (or the only one) is padded to it.
         on_chunk: called with the number of real datasets after each chunk (progress).
+        shards: the equal parts `fn` splits a chunk into (devices): a short chunk's datasets
+            are dealt over them (`chunk_positions`).
 
     Returns:
         `fn`'s pytree with leading axis D, as numpy arrays.
@@ -156,10 +173,13 @@ def map_chunks(
     results = []
     for start in range(0, n, batch_size):
         real = np.arange(start, min(start + batch_size, n))
-        index = np.concatenate([real, np.full(batch_size - len(real), real[-1])])
-        valid = np.arange(batch_size) < len(real)
+        positions = chunk_positions(len(real), batch_size, shards)
+        index = np.full(batch_size, real[-1])
+        index[positions] = real
+        valid = np.zeros(batch_size, bool)
+        valid[positions] = True
         out = fn(jnp.asarray(index, jnp.int32), jnp.asarray(valid), _take(data, index))
-        results.append(_take(out, slice(len(real))))
+        results.append(_take(out, positions))
         if on_chunk is not None:
             on_chunk(len(real))
     return jax.tree.map(lambda *xs: np.concatenate(xs), *results)

@@ -205,7 +205,7 @@ def _run(model, settings: FitSettings, batch, key, progress: bool,
             compile_seconds += seconds
             return out
 
-        out = map_chunks(fit, batch, layout.size, on_chunk)
+        out = map_chunks(fit, batch, layout.size, on_chunk, shards=layout.devices)
         jax.effects_barrier()
     elapsed = time.perf_counter() - start
     return Run(out, _attrs(settings, sampler.attrs(layout), layout, out, warmup,

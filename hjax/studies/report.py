@@ -21,6 +21,7 @@ MAX_RANK_PANELS = 16  # a 4 x 4 grid; the ECDF figure shows every variable
 DIAGNOSTIC_ROWS = (  # key in `hj.diagnose` output, label, summary over fits
     ("treedepth_hits", "draws at max tree depth", lambda v: int(v.sum())),
     ("init_failures", "chains that failed to initialize", lambda v: int(v.sum())),
+    ("stuck_chains", "chains stuck after warmup", lambda v: int(v.sum())),
     ("max_rhat", "max R-hat", lambda v: float(np.nanmax(v))),
     ("min_ess_bulk", "min bulk ESS", lambda v: float(np.nanmin(v))),
     ("min_ess_tail", "min tail ESS", lambda v: float(np.nanmin(v))),
@@ -108,8 +109,8 @@ def escalation_summary(table: xr.Dataset) -> dict[str, float] | None:
         >>> table = hj.sbc(model, design, n_datasets=8, key=0, chains=2, warmup=100,
         ...                draws=50, escalation={"attempts": 1})
         >>> list(escalation_summary(table))  # doctest: +NORMALIZE_WHITESPACE
-        ['refitted', 'still failing', 'divergent before', 'divergent after',
-         'R-hat above 1.01 before', 'R-hat above 1.01 after']
+        ['refitted', 'still failing', 'stuck before', 'stuck after', 'divergent before',
+         'divergent after', 'R-hat above 1.01 before', 'R-hat above 1.01 after']
     """
     if "attempt_divergences" not in table:
         return None
@@ -117,6 +118,8 @@ def escalation_summary(table: xr.Dataset) -> dict[str, float] | None:
     return {
         "refitted": int((table["attempts"] > 1).sum()),
         "still failing": int((~table["passed"]).sum()),
+        "stuck before": float((first["attempt_stuck_chains"] > 0).mean()),
+        "stuck after": float((table["stuck_chains"] > 0).mean()),
         "divergent before": float((first["attempt_divergences"] > 0).mean()),
         "divergent after": float((table["divergences"] > 0).mean()),
         "R-hat above 1.01 before": float((~(first["attempt_max_rhat"] <= RHAT_LIMIT)).mean()),
@@ -204,6 +207,8 @@ def _diagnostics(table: xr.Dataset, diagnostics: xr.Dataset) -> list[str]:
         rows += [(f"fits refitted with stronger settings (up to {attempts} times)",
                   summary["refitted"]),
                  ("fits still failing their diagnostics", summary["still failing"]),
+                 ("share with a stuck chain: first fit / after refits",
+                  f"{summary['stuck before']:.3f} / {summary['stuck after']:.3f}"),
                  ("share with divergences: first fit / after refits",
                   f"{summary['divergent before']:.3f} / {summary['divergent after']:.3f}"),
                  ("share with R-hat > 1.01: first fit / after refits",

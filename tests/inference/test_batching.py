@@ -108,6 +108,23 @@ def test_map_chunks_pads_and_keeps_order():
     assert widths == [4, 4, 4]
 
 
+def test_a_short_chunk_is_dealt_over_the_devices():
+    """The 3 datasets of a short chunk 8 wide over 2 devices go 2 to the first device's rows
+    (0-3) and 1 to the second's (4-7), not all 3 to the first: refits of a few failing fits keep
+    both cores busy. The results come back in dataset order."""
+    seen = []
+
+    def fn(index, valid, chunk):
+        seen.append(np.asarray(valid))
+        return {"x": chunk["x"], "index": index}
+
+    out = map_chunks(fn, {"x": jnp.arange(11.0)}, batch_size=8, shards=2)
+    np.testing.assert_array_equal(out["index"], np.arange(11))
+    np.testing.assert_array_equal(out["x"], np.arange(11.0))
+    assert seen[0].all()
+    assert np.flatnonzero(seen[1]).tolist() == [0, 1, 4]
+
+
 def test_layout_per_backend():
     # "nuts": every device gets a share, run on CPU_LANES lanes (all its chains elsewhere).
     def nuts(n, lanes=None, **kw):

@@ -49,7 +49,7 @@ def test_shipped_configs_build_simulate_and_name_real_parameters(name):
 STUDIES = sorted(p.name for p in (ROOT / "configs").glob("*.yaml")
                  if "data:" not in (ROOT / "configs" / p.name).read_text())
 SMALL = {"datasets": 2, "replicates": 1, "chains": 2, "warmup": 60, "draws": 40,
-         "batch_size": 2, "max_rank": 39}
+         "batch_size": 2, "max_rank": 39, "escalation": {"attempts": 0}}
 
 
 @pytest.mark.parametrize("name", STUDIES)
