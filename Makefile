@@ -21,8 +21,11 @@ test: $(STAMP)  ## fast suite and the docstring examples (deselects the long che
 test-all: $(STAMP)  ## everything, including the slow statistical checks
 	$(PY) -m pytest -n auto --dist loadgroup -q
 
-check: $(STAMP)  ## a first try in under 2 minutes: the README's examples and the model tests
-	$(PY) -m pytest -n auto -m "not slow" -q tests/test_readme.py tests/model
+# A first try: the README's examples, building models, bad input named, log densities checked.
+CHECK := tests/test_readme.py tests/model/test_building.py tests/model/test_bad_input.py \
+         tests/model/test_logdensity.py
+check: $(STAMP)  ## a first try in about a minute (2 cores): the README's examples and model basics
+	$(PY) -m pytest -n auto -m "not slow" -q $(CHECK)
 
 quickstart: $(STAMP)  ## small study on an embedded default; prints where the results are
 	$(PY) -m hjax.cli quickstart
