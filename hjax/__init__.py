@@ -14,7 +14,7 @@ from hjax.devices import configure_at_import
 
 configure_at_import()
 
-from hjax import catalog, datasets
+from hjax import catalog, datasets, errors
 from hjax.cognitive.likelihoods import LBA, SDT, Wiener
 from hjax.inference import check, diagnose, sample, summary
 from hjax.inference.checks import plot_loo_pit, plot_ppc
@@ -101,5 +101,5 @@ __all__ = [
     "sbc", "recover", "uniformity_test", "recovery_metrics", "shrinkage", "write_report",
     "plot_ecdf_diff", "plot_rank_hist", "plot_recovery", "plot_shrinkage", "catalog",
     # data
-    "datasets",
+    "datasets", "errors",
 ]

@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from hjax.cognitive.likelihoods import SDT, Wiener
+from hjax.errors import ModelError
 from hjax.model.fixed import Fixed
 from hjax.model.level import Crossed, Level
 from hjax.model.likelihoods import BernoulliLogit, Gaussian
@@ -163,7 +164,7 @@ def ddm(participants: int = 20, trials: int = 100, centered: tuple[str, ...] = (
     0.60 against 0.20 (`scripts/robust_fits.py --only centered`)."""
     unknown = set(centered) - {"v", "log_a", "log_t0"}
     if unknown:
-        raise ValueError(f"ddm: centered takes 'v', 'log_a', 'log_t0'; got {sorted(unknown)}.")
+        raise ModelError(f"ddm: centered takes 'v', 'log_a', 'log_t0'; got {sorted(unknown)}.")
 
     def varying(name, mean, sd):
         if name in centered:

@@ -1,8 +1,9 @@
 """The `hjax` command: studies and fits driven by YAML configs (see configs/).
 
 Every failure a user can cause (a bad config, a missing file, an output path that cannot be
-written) ends in one line naming the file or setting and the fix, and a non-zero exit; a
-traceback means a bug in hjax.
+written: a `hjax.errors.UserInputError` or an `OSError`) ends in one line naming the file or
+setting and the fix, and exit code 1; anything else is a bug in hjax and prints its traceback
+and exit code 2.
 """
 
 from __future__ import annotations
@@ -11,9 +12,12 @@ import functools
 import json
 import sys
 import time
+import traceback
 from pathlib import Path
 
 import click
+
+from hjax.errors import BatchesFailedError, ConfigError, DataError, UserInputError
 
 QUICKSTART = {
     "model": "varying_intercept",
@@ -29,18 +33,31 @@ QUICKSTART = {
 
 
 def _friendly(command):
-    """Turn the errors a user causes into one message and exit code 1."""
+    """One line and exit code 1 for what a user can fix (a `UserInputError`, recorded batch
+    failures, a file system that refuses); anything else is a bug in hjax: its traceback, and
+    a sentence saying so, exit code 2."""
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
         try:
             return command(*args, **kwargs)
-        except (ValueError, RuntimeError) as error:
+        except (UserInputError, BatchesFailedError) as error:
             raise click.ClickException(str(error)) from None
         except OSError as error:
             where = f"{error.filename}: " if error.filename else ""
             raise click.ClickException(f"{where}{error.strerror or error}.") from None
+        except Exception:  # noqa: BLE001 - the boundary: a bug keeps its traceback
+            traceback.print_exc()
+            click.echo(f"This is a bug in hjax {_version()}, not a problem with your input: "
+                       "please report it with the traceback above.", err=True)
+            sys.exit(2)
 
     return wrapper
+
+
+def _version() -> str:
+    from importlib.metadata import version
+
+    return version("hjax")
 
 
 def _progress(label: str):
@@ -201,8 +218,8 @@ def report(output):
 
 def _check_output(out: Path) -> None:
     if out.exists() and not out.is_dir():
-        raise ValueError(f"Output {out} is a file; give a directory (`output:` in the config "
-                         "or --output).")
+        raise ConfigError(f"Output {out} is a file; give a directory (`output:` in the config "
+                          "or --output).")
     out.mkdir(parents=True, exist_ok=True)
 
 
@@ -223,14 +240,14 @@ def fit(config, data, output):
         jax.config.update("jax_enable_x64", True)
     model, design = build(config)
     if config.data is None:
-        raise ValueError("fit needs a data file: set `data:` in the config or pass --data.")
+        raise DataError("fit needs a data file: set `data:` in the config or pass --data.")
     if not Path(config.data).is_file():
-        raise ValueError(f"Data file {config.data} not found (`data:` in the config, or --data).")
+        raise DataError(f"Data file {config.data} not found (`data:` in the config, or --data).")
     try:
         columns = json.loads(Path(config.data).read_text())
     except json.JSONDecodeError as error:
-        raise ValueError(f"{config.data}: not valid JSON at line {error.lineno}: "
-                         f"{error.msg}.") from None
+        raise DataError(f"{config.data}: not valid JSON at line {error.lineno}: "
+                        f"{error.msg}.") from None
     out = Path(config.output)
     _check_output(out)
     result = sample(model, design | columns, key=jax.random.key(config.seed),

@@ -136,7 +136,10 @@ def submit(config: StudyConfig) -> dict:
     build(config)
     out = Path(config.output)
     (out / "slurm").mkdir(parents=True, exist_ok=True)
-    jobs.save_config(config)
+    if not (out / jobs.CONFIG_FILE).exists():  # for `hjax status` before a task starts
+        # An existing study's config stays: the tasks write theirs once its store accepts
+        # them, and a refused study leaves it as it was.
+        jobs.save_config(config)
     cluster = config.cluster
     parameters = _parameters(cluster)
     shards = [f"{k}/{cluster.tasks}" for k in range(cluster.tasks)]

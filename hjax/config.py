@@ -18,20 +18,26 @@ import inspect
 import json
 import math
 import re
+import traceback
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import pandas as pd
 import pydantic
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, Field, ValidationError, field_validator, model_validator
 
 from hjax.catalog import SHIPPED
+from hjax.errors import ConfigError, DataError, UserInputError
+from hjax.inference.keys import check_seed
 from hjax.model.formula import formula
-from hjax.settings import FitSettings, StudySettings
+from hjax.model.model import Model
+from hjax.settings import Count, FitSettings, Number, Settings, StudySettings
+from hjax.studies.recover import held_numbers
 
 
-class ClusterSettings(BaseModel):
+class ClusterSettings(Settings):
     """How `hjax submit` asks Slurm for the study's array tasks (YAML section `cluster:`).
 
     Example (YAML):
@@ -39,20 +45,18 @@ class ClusterSettings(BaseModel):
                   tasks: 16, parallel: 8, sbatch: {qos: normal}}
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    tasks: int = Field(4, ge=1, description="array size: the study's batches are dealt out "
-                                            "round-robin to this many shards")
-    parallel: int | None = Field(None, ge=1, description="array tasks running at once")
+    tasks: Count = Field(4, ge=1, description="array size: the study's batches are dealt out "
+                                              "round-robin to this many shards")
+    parallel: Count | None = Field(None, ge=1, description="array tasks running at once")
     partition: str | None = None
     account: str | None = None
-    time: int = Field(60, ge=1, description="time limit per task, minutes")
-    cpus_per_task: int = Field(1, ge=1)
-    gpus_per_task: int | None = Field(None, ge=1)
+    time: Count = Field(60, ge=1, description="time limit per task, minutes")
+    cpus_per_task: Count = Field(1, ge=1)
+    gpus_per_task: Count | None = Field(None, ge=1)
     mem: str | None = Field(None, description="memory per task, e.g. 16G")
-    signal_delay: int = Field(90, ge=5, description="seconds before the time limit at which "
-                                                    "a task is told to checkpoint")
-    requeues: int = Field(3, ge=0, description="how often a task may be requeued")
+    signal_delay: Count = Field(90, ge=5, description="seconds before the time limit at "
+                                                      "which a task is told to checkpoint")
+    requeues: Count = Field(3, ge=0, description="how often a task may be requeued")
     setup: list[str] = Field(default_factory=list, description="shell lines run first")
     sbatch: dict[str, str | int | bool] = Field(default_factory=dict,
                                                 description="extra sbatch flags by name")
@@ -74,14 +78,17 @@ class StudyConfig(StudySettings):
                                    description="formula: priors by name, e.g. 'Normal(0, 1)'")
     design: str | None = Field(None, description="formula: a CSV or JSON file of columns")
     args: dict[str, Any] = Field(default_factory=dict, description="design sizes for the builder")
-    datasets: int = Field(100, gt=0, description="sbc: simulated datasets")
-    alpha: float = Field(0.01, gt=0, lt=1, description="uniformity-test level after correction")
-    seed: int = Field(0, description="the study's key is jax.random.key(seed)")
+    datasets: Count = Field(100, gt=0, description="sbc: simulated datasets")
+    alpha: Number = Field(0.01, gt=0, lt=1, description="uniformity-test level after correction")
+    seed: Annotated[Count, AfterValidator(check_seed)] = Field(
+        0, description="the study's key is jax.random.key(seed), 0 <= seed < 2**32")
     output: str = "hjax-results/study"
     x64: bool = False
-    given: dict[str, float | list] = Field(default_factory=dict, description="recover: fixed")
-    grid: dict[str, list[float]] = Field(default_factory=dict, description="recover: grid")
-    replicates: int = Field(1, gt=0, description="recover: datasets per grid point")
+    given: dict[str, Any] = Field(default_factory=dict, description="recover: held values (a "
+                                                                   "number or a list)")
+    grid: dict[str, Any] = Field(default_factory=dict, description="recover: lists of values "
+                                                                   "to cross")
+    replicates: Count = Field(1, gt=0, description="recover: datasets per grid point")
     shrinkage: str | None = Field(None, description="recover: Level whose shrinkage to show")
     data: str | None = Field(None, description="fit: a JSON file of columns")
     compile_cache: str | bool = Field(
@@ -89,14 +96,26 @@ class StudyConfig(StudySettings):
                           "a path shares one across studies, false turns it off")
     cluster: ClusterSettings = Field(default_factory=ClusterSettings)
 
+    @field_validator("given", "grid")
+    @classmethod
+    def _numbers(cls, values: dict, info) -> dict:
+        # Checked as numbers here, against the model's parameters once it is built
+        # (`hj.recover`); kept as written, so the config saved beside the study stays YAML-like.
+        for name, value in values.items():
+            if info.field_name == "grid" and not (isinstance(value, list) and value):
+                raise ConfigError(f"{name} must be a non-empty list of numbers to cross, e.g. "
+                                  f"[0.5, 1.0]; got {value!r:.60}")
+            held_numbers(value, name)
+        return values
+
     @model_validator(mode="after")
     def _builder_exists(self):
         if (self.model is None) == (self.formula is None):
-            raise ValueError("give either `model` (a builder) or `formula` (with `design`)")
+            raise ConfigError("give either `model` (a builder) or `formula` (with `design`)")
         if self.model is not None:
             builder(self.model)
         elif self.design is None:
-            raise ValueError("`formula` needs `design`: a CSV or JSON file of the columns")
+            raise ConfigError("`formula` needs `design`: a CSV or JSON file of the columns")
         for name, text in self.priors.items():
             parse_prior(text, name)
         return self
@@ -140,13 +159,17 @@ def builder(name: str):
     if name in SHIPPED:
         return SHIPPED[name]
     if ":" not in name:
-        raise ValueError(f"Unknown model '{name}'; shipped models are {sorted(SHIPPED)}, or give "
-                         "'package.module:function' returning (model, design).")
+        raise ConfigError(f"Unknown model '{name}'; shipped models are {sorted(SHIPPED)}, or "
+                          "give 'package.module:function' returning (model, design).")
     module, _, function = name.partition(":")
     try:
-        return getattr(importlib.import_module(module), function)
+        make = getattr(importlib.import_module(module), function)
     except (ImportError, AttributeError) as error:
-        raise ValueError(f"Cannot import model builder '{name}': {error}.") from None
+        raise ConfigError(f"Cannot import model builder '{name}': {error}.") from None
+    if not callable(make):
+        raise ConfigError(f"Model builder '{name}' is a {type(make).__name__}, not a function "
+                          "returning (model, design).")
+    return make
 
 
 def parse_prior(text: str, name: str = "prior"):
@@ -161,8 +184,8 @@ def parse_prior(text: str, name: str = "prior"):
     match = re.fullmatch(r"\s*(\w+)\s*\((.*)\)\s*", str(text))
     cls = getattr(priors, match.group(1), None) if match else None
     if not (isinstance(cls, type) and issubclass(cls, priors.Prior)):
-        raise ValueError(f"priors.{name}: {text!r} is not a prior; write e.g. 'Normal(0, 1)' "
-                         "or 'HalfNormal(1)'.")
+        raise ConfigError(f"priors.{name}: {text!r} is not a prior; write e.g. 'Normal(0, 1)' "
+                          "or 'HalfNormal(1)'.")
     args, kwargs = [], {}
     try:
         for part in filter(None, (p.strip() for p in match.group(2).split(","))):
@@ -172,20 +195,20 @@ def parse_prior(text: str, name: str = "prior"):
             kwargs["dim"] = int(kwargs["dim"])
         return cls(*args, **kwargs)
     except (TypeError, ValueError) as error:
-        raise ValueError(f"priors.{name}: {text!r}: {error}") from None
+        raise ConfigError(f"priors.{name}: {text!r}: {error}") from None
 
 
 def read_columns(path: str | Path) -> dict:
     """Columns from a CSV or JSON file (a mapping of column name to values)."""
     path = Path(path)
     if not path.is_file():
-        raise ValueError(f"Data file {path} not found.")
+        raise DataError(f"Data file {path} not found.")
     if path.suffix.lower() == ".csv":
         return {k: v.to_numpy() for k, v in pd.read_csv(path).items()}
     try:
         return json.loads(path.read_text())
     except json.JSONDecodeError as error:
-        raise ValueError(f"{path}: not valid JSON at line {error.lineno}: {error.msg}.") from None
+        raise DataError(f"{path}: not valid JSON at line {error.lineno}: {error.msg}.") from None
 
 
 def build(config: StudyConfig):
@@ -201,17 +224,38 @@ def build(config: StudyConfig):
     accepted = inspect.signature(make).parameters
     unknown = sorted(set(config.args) - set(accepted))
     if unknown:
-        raise ValueError(f"Model '{config.model}' takes no {unknown}; it takes "
-                         f"{sorted(accepted)}.")
+        raise ConfigError(f"Model '{config.model}' takes no {unknown}; it takes "
+                          f"{sorted(accepted)}.")
     try:
-        return pydantic.validate_call(make)(**config.args)
+        built = pydantic.validate_call(make)(**config.args)
     except ValidationError as error:
         problems = "; ".join(f"args.{'.'.join(map(str, p['loc']))}: {p['msg']} (got "
                              f"{p['input']!r})" for p in error.errors())
-        raise ValueError(f"Model '{config.model}': {problems}.") from None
-    except (TypeError, ValueError) as error:
-        raise ValueError(f"Model '{config.model}' could not be built from args {config.args}: "
-                         f"{error}") from None
+        raise ConfigError(f"Model '{config.model}': {problems}.") from None
+    except UserInputError as error:  # keeps its kind: a ModelError stays one
+        raise type(error)(f"Model '{config.model}' could not be built from args "
+                          f"{config.args}: {error}") from None
+    except Exception as error:
+        # A user's builder failing is the user's to fix: say where, in one line. A shipped
+        # one failing other than on its arguments is a bug in hjax, and keeps its traceback.
+        if config.model in SHIPPED and not isinstance(error, TypeError | ValueError):
+            raise
+        frame = traceback.extract_tb(error.__traceback__)[-1]
+        raise ConfigError(f"Model builder '{config.model}' raised {type(error).__name__}: "
+                          f"{error} ({frame.filename}, line {frame.lineno}), with args "
+                          f"{config.args}.") from None
+    if not (isinstance(built, tuple) and len(built) == 2 and isinstance(built[0], Model)
+            and isinstance(built[1], Mapping)):
+        raise ConfigError(f"Model builder '{config.model}' returned {_shown(built)}; it must "
+                          "return (model, design): an hj.Model and a dict of design columns.")
+    return built
+
+
+def _shown(value) -> str:
+    """What a builder returned, in a few words."""
+    if isinstance(value, tuple):
+        return f"a tuple of ({', '.join(type(v).__name__ for v in value)})"
+    return "None" if value is None else f"a {type(value).__name__}"
 
 
 def _yaml_problem(path: Path, error: yaml.YAMLError) -> str:
@@ -230,20 +274,20 @@ def load(path: str | Path, **overrides) -> StudyConfig:
     """
     path = Path(path)
     if not path.is_file():
-        raise ValueError(f"No config file at {path}.")
+        raise ConfigError(f"No config file at {path}.")
     try:
         raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as error:
-        raise ValueError(_yaml_problem(path, error)) from None
+        raise ConfigError(_yaml_problem(path, error)) from None
     if not isinstance(raw, dict):
-        raise ValueError(f"{path}: expected a mapping of settings; got {type(raw).__name__}.")
+        raise ConfigError(f"{path}: expected a mapping of settings; got {type(raw).__name__}.")
     raw |= {k: v for k, v in overrides.items() if v is not None}
     try:
-        return StudyConfig(**raw)
+        return StudyConfig.model_validate(raw)
     except ValidationError as error:
         lines = [f"{path}: invalid config:"]
         for problem in error.errors():
             where = ".".join(str(p) for p in problem["loc"]) or "config"
             message = problem["msg"].removeprefix("Value error, ")
             lines.append(f"  {where}: {message}")
-        raise ValueError("\n".join(lines)) from None
+        raise ConfigError("\n".join(lines)) from None

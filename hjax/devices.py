@@ -19,6 +19,8 @@ from pathlib import Path
 
 import jax
 
+from hjax.errors import ConfigError
+
 __all__ = ["available_cores", "cpu_device_count"]
 
 ENV = "HJAX_CPU_DEVICES"
@@ -57,7 +59,7 @@ def cpu_device_count() -> int:
     chosen = os.environ.get(ENV, "")
     if chosen:
         if not chosen.isdigit() or int(chosen) < 1:
-            raise ValueError(f"{ENV} must be a number of devices >= 1; got {chosen!r}.")
+            raise ConfigError(f"{ENV} must be a number of devices >= 1; got {chosen!r}.")
         return int(chosen)
     return available_cores()
 

@@ -5,6 +5,13 @@ rebuilds the study table from that directory however many workers filled it; `wr
 writes the table, the report and its figures. The `hjax` command and the Slurm tasks of
 `hjax submit` (`hjax.cluster`) are thin layers over these three.
 
+A run that the study's store refuses (another study is in `output`) changes nothing there:
+`config.json` and the compilation cache are written only once the store has accepted the run.
+Runs the store accepts agree on everything that determines results, so the last one's
+`config.json` differs from the others' at most in what only the report reads (`alpha`, the
+title's wording). A study reports into the directory it is in: its stored `output` is not read
+back, so a copied or moved study directory reports into itself.
+
 Usage (what `hjax sbc CONFIG --shard 0/2` and `hjax report OUTPUT` do)::
 
     config = hjax.config.load("configs/varying_intercept.yaml")
@@ -15,34 +22,33 @@ Usage (what `hjax sbc CONFIG --shard 0/2` and `hjax report OUTPUT` do)::
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
 
 import jax
+import pydantic
 import xarray as xr
 
 from hjax.config import StudyConfig, build
+from hjax.errors import StudyDirectoryError
 from hjax.studies import report
 from hjax.studies.calibration import uniformity_test
 from hjax.studies.recover import recover, shrinkage_table
 from hjax.studies.runner import merge_directory
 from hjax.studies.sbc import sbc
-from hjax.studies.store import check_writable
+from hjax.studies.store import read_json_object, write_atomic, writing
 
-__all__ = ["CONFIG_FILE", "load_config", "merge", "prepare_jax", "run", "save_config",
+__all__ = ["CONFIG_FILE", "load_config", "merge", "run", "save_config", "use_compile_cache",
            "write_outputs"]
 
 CONFIG_FILE = "config.json"  # the resolved config, beside the study's batches
 
 
-def prepare_jax(config: StudyConfig) -> None:
-    """Set JAX up as the config asks: x64, and the persistent compilation cache (so that only
-    the first of many workers pays for compiling)."""
-    if config.x64:
-        jax.config.update("jax_enable_x64", True)
+def use_compile_cache(config: StudyConfig) -> None:
+    """Use the config's persistent compilation cache, if any (so that only the first of many
+    workers pays for compiling)."""
     cache = config.cache_directory()
     if cache is not None:
         cache.mkdir(parents=True, exist_ok=True)
@@ -55,18 +61,38 @@ def save_config(config: StudyConfig) -> None:
     """Record the resolved config beside the study (for `hjax status` and `hjax report`)."""
     out = Path(config.output)
     out.mkdir(parents=True, exist_ok=True)
-    tmp = out / f".{CONFIG_FILE}.{os.getpid()}"
-    tmp.write_text(config.model_dump_json(indent=1))
-    os.replace(tmp, out / CONFIG_FILE)
+    write_atomic(out / CONFIG_FILE,
+                 lambda tmp: tmp.write_text(config.model_dump_json(indent=1)))
 
 
 def load_config(output: str | os.PathLike) -> StudyConfig:
-    """The config a study in `output` was run with."""
+    """The config a study in `output` was run with, its `output` being `output` (wherever the
+    directory was when it ran: a copy reports into itself, never into the original).
+
+    Example:
+        >>> import shutil, tempfile
+        >>> config = StudyConfig(model="eight_schools", output=tempfile.mkdtemp())
+        >>> save_config(config)
+        >>> copy = shutil.copytree(config.output, config.output + "-copy")
+        >>> load_config(copy).output == copy
+        True
+    """
     path = Path(output) / CONFIG_FILE
     if not path.is_file():
-        raise ValueError(f"{output} holds no hjax study (no {CONFIG_FILE}): give the `output` "
-                         "directory of a study run with `hjax sbc|recover|submit`.")
-    return StudyConfig(**json.loads(path.read_text()))
+        raise StudyDirectoryError(
+            f"{output} holds no hjax study (no {CONFIG_FILE}): give the `output` directory of "
+            "a study run with `hjax sbc|recover|submit`.")
+    fix = ("re-run the study's config (`hjax sbc|recover CONFIG`) to write it again, or "
+           "delete the directory to start over.")
+    raw = read_json_object(path, "a valid study config", fix)
+    try:
+        return StudyConfig(**raw | {"output": str(output)})
+    except pydantic.ValidationError as error:
+        problem = error.errors()[0]
+        where = ".".join(str(p) for p in problem["loc"]) or "config"
+        message = problem["msg"].removeprefix("Value error, ")
+        raise StudyDirectoryError(f"{path} is not a valid study config ({where}: {message}): "
+                                  + fix) from None
 
 
 def run(config: StudyConfig, *, shard: str | tuple[int, int] | None = None,
@@ -86,12 +112,22 @@ def run(config: StudyConfig, *, shard: str | tuple[int, int] | None = None,
         >>> write_outputs(config, table)[0].name
         'report.md'
     """
-    check_writable(Path(config.output) / "batches")  # before anything is made or compiled
-    prepare_jax(config)
+    if config.x64:  # before the study's manifest, which records it
+        jax.config.update("jax_enable_x64", True)
     model, design = build(config)
-    save_config(config)
+    accepted = False
+
+    def started(done: int, total: int) -> None:
+        nonlocal accepted
+        if not accepted:  # the store accepted the run, before any fit
+            accepted = True
+            use_compile_cache(config)
+            save_config(config)
+        if on_batch is not None:
+            on_batch(done, total)
+
     common = dict(key=jax.random.key(config.seed), settings=config.settings(),
-                  directory=Path(config.output) / "batches", shard=shard, on_batch=on_batch)
+                  directory=Path(config.output) / "batches", shard=shard, on_batch=started)
     if config.kind == "sbc":
         return sbc(model, design, n_datasets=config.datasets, **common)
     return recover(model, design, given=config.given, grid=config.grid,
@@ -117,9 +153,11 @@ def write_outputs(config: StudyConfig, table: xr.Dataset) -> tuple[Path, list[st
     # (each merging the whole study) never write into one file at once.
     staging = Path(tempfile.mkdtemp(prefix=".outputs-", dir=out))
     try:
-        table.to_netcdf(staging / f"{kind}.nc")
-        report.write_report(staging, table, test=test, calibration=is_sbc, shrinkage=pooled,
-                            title=f"hjax {kind}: {config.title}")
+        with writing(out / f"{kind}.nc"):
+            table.to_netcdf(staging / f"{kind}.nc")
+        with writing(out / "report.md"):
+            report.write_report(staging, table, test=test, calibration=is_sbc,
+                                shrinkage=pooled, title=f"hjax {kind}: {config.title}")
         for path in staging.iterdir():
             os.replace(path, out / path.name)
     finally:

@@ -3,7 +3,8 @@
 Every setting has its default here and nowhere else. `hj.sample(..., chains=2)`,
 `hj.sbc(..., chains=2)` and a YAML key `chains: 2` all end up in `FitSettings` (or
 `StudySettings`, the same fields with a study's defaults plus its own), checked once (types,
-ranges, settings that belong to another sampler), with an error naming the setting.
+ranges, settings that belong to another sampler; a bool is never a number), with a
+`ConfigError` naming the setting. `settings=` may also be a dict of the fields.
 
 Example:
     >>> settings = FitSettings(chains=2, draws=500)
@@ -13,19 +14,75 @@ Example:
 
 from __future__ import annotations
 
-from typing import Literal, Self
+from collections.abc import Mapping
+from typing import Annotated, Literal, Self
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
-__all__ = ["Escalation", "FitSettings", "StudySettings", "validated"]
+from hjax.errors import ConfigError
+
+__all__ = ["Count", "Escalation", "FitSettings", "Number", "Settings", "StudySettings",
+           "validated"]
 
 WARMUP = 1000
 WARM_START_WARMUP = 300
 WARM_STARTS = ("advi", "pathfinder")
 
 
-class Escalation(BaseModel):
+def _not_bool(value):
+    # pydantic reads True as 1: `draws=True` (or YAML `draws: yes`) would fit one draw.
+    if isinstance(value, bool | np.bool_):
+        raise ConfigError("expected a number, not a boolean (YAML reads yes/no/on/off/true/"
+                          "false as booleans); write the number")
+    return value
+
+
+Count = Annotated[int, BeforeValidator(_not_bool)]
+"""A whole-number setting: an int (or a float without a fraction), never a bool."""
+Number = Annotated[float, BeforeValidator(_not_bool)]
+"""A real-valued setting: any number but a bool."""
+
+
+def problems(error: ValidationError) -> list[str]:
+    """One "setting: problem (got value)" line per problem of a pydantic error.
+
+    Example:
+        >>> try:
+        ...     FitSettings.model_validate({"chains": 0})
+        ... except ValidationError as error:
+        ...     problems(error)
+        ['chains: Input should be greater than or equal to 1 (got 0)']
+    """
+    return [_problem(p) for p in error.errors()]
+
+
+class Settings(BaseModel):
+    """A frozen pydantic model that refuses unknown fields and raises `ConfigError` (naming
+    each field) where pydantic would raise its ValidationError.
+
+    Example:
+        >>> FitSettings(chains=0)
+        Traceback (most recent call last):
+        ...
+        hjax.errors.ConfigError: FitSettings: chains: Input should be greater than or equal ...
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    def __init__(self, **values):
+        try:
+            super().__init__(**values)
+        except ValidationError as error:
+            raise ConfigError(f"{type(self).__name__}: " + "; ".join(problems(error))
+                              + ".") from None
+
+    # Only wraps the error: pydantic may keep validating nested settings and `model_validate`
+    # calls without it (they raise ValidationError, for `validated` and `config.load` to name).
+    __init__.__pydantic_base_init__ = True
+
+
+class Escalation(Settings):
     """When a fit fails its diagnostics, and how it is refitted.
 
     A fit fails when a chain found no start or is stuck after warmup
@@ -53,15 +110,13 @@ class Escalation(BaseModel):
         [1, 2, 4]
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    attempts: int = Field(0, ge=0)
-    max_divergences: int = Field(0, ge=0)
-    max_rhat: float = Field(1.01, gt=1)
-    min_ess_bulk: float = Field(100.0, ge=0)
-    warmup_factor: float = Field(2.0, ge=1)
-    accept_step: float = Field(0.5, gt=0, le=1)
-    thin_factor: int = Field(2, ge=1)
+    attempts: Count = Field(0, ge=0)
+    max_divergences: Count = Field(0, ge=0)
+    max_rhat: Number = Field(1.01, gt=1)
+    min_ess_bulk: Number = Field(100.0, ge=0)
+    warmup_factor: Number = Field(2.0, ge=1)
+    accept_step: Number = Field(0.5, gt=0, le=1)
+    thin_factor: Count = Field(2, ge=1)
 
     def settings(self, settings, attempt: int):
         """The settings of attempt `attempt` (0 is the first fit): longer warmup, higher
@@ -87,7 +142,7 @@ class Escalation(BaseModel):
                              | ~(rhat <= self.max_rhat) | ~(ess >= self.min_ess_bulk))
 
 
-class FitSettings(BaseModel):
+class FitSettings(Settings):
     """NUTS settings of a fit and how its datasets are laid out; frozen once validated.
 
     Attributes:
@@ -126,22 +181,20 @@ class FitSettings(BaseModel):
         4
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
     sampler: Literal["nuts", "blackjax"] = "nuts"
-    chains: int = Field(4, ge=1)
-    warmup: int | None = Field(None, ge=0)
-    draws: int = Field(1000, ge=1)
-    thin: int = Field(1, ge=1)
-    target_accept: float = Field(0.8, gt=0, lt=1)
+    chains: Count = Field(4, ge=1)
+    warmup: Count | None = Field(None, ge=0)
+    draws: Count = Field(1000, ge=1)
+    thin: Count = Field(1, ge=1)
+    target_accept: Number = Field(0.8, gt=0, lt=1)
     dense_mass: bool = False
-    max_tree_depth: int = Field(10, ge=1)
+    max_tree_depth: Count = Field(10, ge=1)
     init: Literal["prior", "advi", "pathfinder"] | None = None
-    init_radius: float = Field(2.0, gt=0)
-    batch_size: int | None = Field(None, ge=1)
-    lanes: int | None = Field(None, ge=1)
-    vectorize: int | None = Field(None, ge=1)
-    devices: int | None = Field(None, ge=1)
+    init_radius: Number = Field(2.0, gt=0)
+    batch_size: Count | None = Field(None, ge=1)
+    lanes: Count | None = Field(None, ge=1)
+    vectorize: Count | None = Field(None, ge=1)
+    devices: Count | None = Field(None, ge=1)
     save_warmup: bool = False
     escalation: Escalation = Field(default_factory=Escalation)
     reduce: bool = True
@@ -149,9 +202,9 @@ class FitSettings(BaseModel):
     @model_validator(mode="after")
     def _sampler_options(self) -> Self:
         if self.sampler == "nuts" and self.vectorize is not None:
-            raise ValueError("vectorize applies to sampler='blackjax'; sampler='nuts' takes lanes")
+            raise ConfigError("vectorize applies to sampler='blackjax'; sampler='nuts' takes lanes")
         if self.sampler == "blackjax" and self.lanes is not None:
-            raise ValueError("lanes applies to sampler='nuts'; sampler='blackjax' takes vectorize")
+            raise ConfigError("lanes applies to sampler='nuts'; sampler='blackjax' takes vectorize")
         return self
 
     @property
@@ -180,37 +233,64 @@ class StudySettings(FitSettings):
         16
     """
 
-    warmup: int | None = Field(500, ge=0)
-    draws: int = Field(500, ge=1)
-    batch_size: int = Field(16, ge=1)
-    max_rank: int = Field(99, ge=1)
+    warmup: Count | None = Field(500, ge=0)
+    draws: Count = Field(500, ge=1)
+    batch_size: Count = Field(16, ge=1)
+    max_rank: Count = Field(99, ge=1)
     loo: bool = False
     sensitivity: bool = False
     escalation: Escalation = Field(default_factory=lambda: Escalation(attempts=2))
 
 
-def validated[S: BaseModel](cls: type[S], where: str, base: S | None = None, **options) -> S:
-    """`cls(**options)` on top of `base`'s values, with a one-line-per-problem ValueError
-    that names each setting (`where` says who asked).
+def validated[S: BaseModel](cls: type[S], where: str, base: S | Mapping | None = None,
+                            **options) -> S:
+    """`cls(**options)` on top of `base`'s values (settings, or a dict of their fields), with a
+    `ConfigError` naming each setting (`where` says who asked).
 
     Example:
-        >>> validated(FitSettings, "hj.sample", chains=2).chains
+        >>> validated(FitSettings, "hj.sample", {"chains": 2}, draws=10).chains
         2
         >>> validated(FitSettings, "hj.sample", chains=0)
         Traceback (most recent call last):
         ...
-        ValueError: hj.sample: chains: Input should be greater than or equal to 1 (got 0).
+        hjax.errors.ConfigError: hj.sample: chains: Input should be greater than or equal to 1 ...
     """
-    values = {} if base is None else base.model_dump(include=set(cls.model_fields))
+    if base is None or isinstance(base, Mapping):
+        options = {**(base or {}), **options}
+        values = {}
+    elif isinstance(base, BaseModel):
+        values = base.model_dump(include=set(cls.model_fields))
+    else:
+        raise ConfigError(f"{where}: settings must be hj.{cls.__name__}(...) or a dict of its "
+                          f"fields; got {type(base).__name__} {base!r:.60}.")
     unknown = sorted(set(options) - set(cls.model_fields))
     if unknown:
-        raise ValueError(f"{where}: unknown settings {unknown}; the settings are "
-                         f"{sorted(cls.model_fields)}.")
+        raise ConfigError(f"{where}: unknown settings {unknown}; the settings are "
+                          f"{sorted(cls.model_fields)}.")
     try:
-        return cls(**(values | options))
+        # model_validate, not cls(...): the problems are named after `where`, not the class.
+        return cls.model_validate(values | options)
     except ValidationError as error:
-        raise ValueError(f"{where}: " + "; ".join(_problem(p) for p in error.errors())
-                         + ".") from None
+        raise ConfigError(f"{where}: " + "; ".join(problems(error)) + ".") from None
+
+
+def count(value, name: str, where: str, minimum: int = 1) -> int:
+    """`value` as an int of at least `minimum`, or a `ConfigError` naming `name`: a bool or a
+    fractional number is no count.
+
+    Example:
+        >>> count(8, "n_datasets", "hj.sbc")
+        8
+        >>> count(True, "n_datasets", "hj.sbc")
+        Traceback (most recent call last):
+        ...
+        hjax.errors.ConfigError: hj.sbc: n_datasets must be a whole number of at least 1; ...
+    """
+    if (isinstance(value, int | np.integer) and not isinstance(value, bool)
+            and value >= minimum):
+        return int(value)
+    raise ConfigError(f"{where}: {name} must be a whole number of at least {minimum}; got "
+                      f"{type(value).__name__} {value!r:.60}.")
 
 
 def _problem(problem: dict) -> str:

@@ -20,6 +20,7 @@ from hjax.cognitive.wiener import (
     wiener_sample,
     wiener_sample_with_lapse,
 )
+from hjax.errors import ModelError
 from hjax.model import constraints as C
 from hjax.model.likelihoods import Below, Likelihood, count_excess
 from hjax.model.terms import Const, Data, Term, as_term
@@ -173,7 +174,7 @@ class LBA(Likelihood):
     def __init__(self, v, A, B, t0, s=1.0, *, p_lapse=None, rt_max=5.0, positive_drift=True,
                  rt="rt", choice="choice"):
         if len(v) < 2:
-            raise ValueError(f"LBA needs one drift term per accumulator (>= 2); got {len(v)}.")
+            raise ModelError(f"LBA needs one drift term per accumulator (>= 2); got {len(v)}.")
         self.drifts = tuple(as_term(term) for term in v)
         self.A, self.B, self.t0, self.s = (as_term(x) for x in (A, B, t0, s))
         self.p_lapse, self.rt_max = _optional_term(p_lapse), rt_max

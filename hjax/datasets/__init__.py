@@ -16,6 +16,8 @@ from importlib import resources
 
 import numpy as np
 
+from hjax.errors import DataError
+
 __all__ = ["eight_schools", "path", "radon"]
 
 
@@ -31,7 +33,7 @@ def path(name: str):
     if not found.is_file():
         shipped = sorted(f.name for f in resources.files(__name__).iterdir()
                          if f.name.endswith(".json"))
-        raise ValueError(f"No shipped data file {name!r}; hjax ships {shipped}.")
+        raise DataError(f"No shipped data file {name!r}; hjax ships {shipped}.")
     return found
 
 

@@ -21,6 +21,8 @@ from blackjax.adaptation.step_size import (
 from blackjax.adaptation.window_adaptation import build_schedule
 from jaxtyping import Array, Bool, Float, Int
 
+from hjax.errors import ConfigError
+
 __all__ = [
     "AdaptationState",
     "NUTSParameters",
@@ -48,6 +50,9 @@ class StepInfo(NamedTuple):
     energy: Float[Array, ""]
     acceptance_rate: Float[Array, ""]
     step_size: Float[Array, ""]
+    # A leapfrog step of the transition met a NaN (or +inf) log density: a density that is
+    # undefined where it should be -inf (outside its support), read by NUTS as a divergence.
+    nan_log_density: Bool[Array, ""]
 
     @classmethod
     def zeros(cls, shape: tuple[int, ...], dtype) -> StepInfo:
@@ -57,7 +62,8 @@ class StepInfo(NamedTuple):
             >>> StepInfo.zeros((2, 4), jnp.float32).n_steps.dtype
             dtype('int32')
         """
-        kinds = {"diverging": bool, "tree_depth": jnp.int32, "n_steps": jnp.int32}
+        kinds = {"diverging": bool, "tree_depth": jnp.int32, "n_steps": jnp.int32,
+                 "nan_log_density": bool}
         return cls(*(jnp.zeros(shape, kinds.get(name, dtype)) for name in cls._fields))
 
 
@@ -113,7 +119,7 @@ def schedule(warmup: int) -> Schedule:
     if slow.size and not np.array_equal(slow, np.arange(slow[0], slow[-1] + 1)):
         raise AssertionError("Stan's slow windows are expected to be contiguous.")
     if ends.size > MAX_WINDOWS:
-        raise ValueError(f"warmup={warmup} has more than {MAX_WINDOWS} adaptation windows.")
+        raise ConfigError(f"warmup={warmup} has more than {MAX_WINDOWS} adaptation windows.")
     start, stop = (int(slow[0]), int(slow[-1]) + 1) if slow.size else (0, 0)
     padded = np.full(MAX_WINDOWS, -1)
     padded[:ends.size] = ends

@@ -18,6 +18,8 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool, Int
 
+from hjax.errors import DataError
+
 __all__ = ["Layout", "as_batch", "chunk_positions", "map_chunks", "shared_columns", "where_rows"]
 
 
@@ -46,7 +48,7 @@ def _is_batched(arrays: Mapping[str, np.ndarray]) -> bool:
     if ndims == {2} and len(leading) == 1:
         return True
     shapes = {k: v.shape for k, v in arrays.items()}
-    raise ValueError(
+    raise DataError(
         "Expected one dataset (every array 1-D) or a batch (every array 2-D, the first axis "
         f"indexing datasets, the same length for all); got shapes {shapes}."
     )
@@ -81,7 +83,7 @@ def as_batch(model, data: Mapping | Sequence[Mapping]) -> tuple[dict[str, np.nda
     elif isinstance(data, Sequence) and data and all(isinstance(d, Mapping) for d in data):
         datasets = list(data)
     else:
-        raise TypeError(
+        raise DataError(
             "Expected data as a dict of arrays (one dataset, or a batch with a leading dataset "
             f"axis) or a non-empty list of such dicts; got {type(data).__name__}."
         )
@@ -90,11 +92,11 @@ def as_batch(model, data: Mapping | Sequence[Mapping]) -> tuple[dict[str, np.nda
         try:
             prepared.append(model.prepare(raw))
         except ValueError as error:
-            raise ValueError(f"Dataset {i}: {error}") from error
+            raise DataError(f"Dataset {i}: {error}") from error
     shapes = [{k: v.shape for k, v in p.items()} for p in prepared]
     for i, shape in enumerate(shapes):
         if shape != shapes[0]:
-            raise ValueError(
+            raise DataError(
                 f"Datasets must have the same shapes to be fitted together; dataset 0 has "
                 f"{shapes[0]} but dataset {i} has {shape}. Pad ragged designs to one size."
             )

@@ -95,7 +95,10 @@ def step(
         tree_depth=jnp.asarray(info.num_trajectory_expansions, jnp.int32),
         n_steps=jnp.asarray(info.num_integration_steps, jnp.int32),
         energy=info.energy, acceptance_rate=info.acceptance_rate,
-        step_size=jnp.asarray(step_size, dtype=chain.logdensity.dtype))
+        step_size=jnp.asarray(step_size, dtype=chain.logdensity.dtype),
+        # BlackJAX's kernel does not show its leapfrog steps: a NaN density is a divergence
+        # here, not counted apart (the default sampler, lanes, counts it).
+        nan_log_density=jnp.zeros((), bool))
     adapt = jax.lax.cond(
         phase.adapting,
         lambda a: adaptation.adapt(a, phase, chain.position, info.acceptance_rate,

@@ -23,6 +23,7 @@ import numpy as np
 import xarray as xr
 from matplotlib.figure import Figure
 
+from hjax.errors import DataError, UserInputError
 from hjax.model.likelihoods import BernoulliLogit, Binomial, Poisson
 
 __all__ = ["QUANTILES", "plot_loo_pit", "plot_ppc", "quantile_probabilities"]
@@ -58,8 +59,8 @@ def _group_index(fit: xr.DataTree, by: str) -> np.ndarray:
     data = fit.constant_data
     name = f"{by}_index" if f"{by}_index" in data else by
     if name not in data:
-        raise ValueError(f"by='{by}': the fit's data have no column '{by}'; they have "
-                         f"{sorted(data.data_vars)}.")
+        raise DataError(f"by='{by}': the fit's data have no column '{by}'; they have "
+                        f"{sorted(data.data_vars)}.")
     return np.asarray(data[name].values)
 
 
@@ -110,8 +111,8 @@ def plot_ppc(model, fit: xr.DataTree, *, by: str | None = None,
         A matplotlib Figure (RT models) or an arviz-plots PlotCollection.
     """
     if "posterior_predictive" not in fit.children:
-        raise ValueError("The fit has no posterior_predictive group: call "
-                         "hj.posterior_predictive(model, fit, key=...) first.")
+        raise UserInputError("The fit has no posterior_predictive group: call "
+                             "hj.posterior_predictive(model, fit, key=...) first.")
     if _is_rt_model(model):
         return _quantile_probability(model, fit, by, path)
     plot = azp.plot_ppc_rootogram if isinstance(model.likelihood, COUNTS) else azp.plot_ppc_dist

@@ -24,7 +24,7 @@ SAMPLE_DIMS = ["chain", "draw"]
 RHAT_LIMIT = 1.01
 # What `diagnose` returns per dataset; `hj.sample` keeps them in `fit_stats`.
 DIAGNOSTICS = ("divergences", "treedepth_hits", "max_rhat", "min_ess_bulk", "min_ess_tail",
-               "init_failures", "stuck_chains")
+               "init_failures", "stuck_chains", "nan_log_density")
 ESS_PER_CHAIN = 100  # Stan's and ArviZ's rule of thumb: 100 effective draws per chain
 # A chain is stuck when warmup left it with a step size two orders of magnitude below its
 # dataset's largest, or with a mean log density this many within-chain sds below the chains'
@@ -87,16 +87,17 @@ def diagnose(tree: xr.DataTree) -> xr.Dataset:
 
     Returns:
         A Dataset (dim `dataset` if the fit was batched) with `divergences`, `treedepth_hits`,
-        `max_rhat`, `min_ess_bulk`, `min_ess_tail` (over all parameters), `init_failures`
-        and `stuck_chains` (`stuck_chains`). Divergences and tree-depth hits count kept
-        draws: a thinned draw counts when any of its iterations diverged or hit the depth.
+        `max_rhat`, `min_ess_bulk`, `min_ess_tail` (over all parameters), `init_failures`,
+        `stuck_chains` (`stuck_chains`) and `nan_log_density` (transitions that met a NaN
+        log density). Divergences, tree-depth hits and NaN log densities count kept draws: a
+        thinned draw counts when any of its iterations did.
 
     Example:
         >>> result = hj.sample(model, data, key=0, chains=2, warmup=100, draws=50, warn=False)
         >>> diag = hj.diagnose(result)
         >>> list(diag.data_vars), int(diag.init_failures)
         (['divergences', 'treedepth_hits', 'max_rhat', 'min_ess_bulk', 'min_ess_tail',
-          'init_failures', 'stuck_chains'], 0)
+          'init_failures', 'stuck_chains', 'nan_log_density'], 0)
     """
     posterior = tree.posterior.to_dataset()
     stats = tree.sample_stats.to_dataset()
@@ -113,6 +114,8 @@ def diagnose(tree: xr.DataTree) -> xr.Dataset:
     if "init_ok" in tree.get("fit_stats", xr.DataTree()).data_vars:
         out["init_failures"] = (~tree.fit_stats.init_ok).sum("chain")
     out["stuck_chains"] = stuck_chains(tree).sum("chain")
+    if "nan_log_density" in stats:
+        out["nan_log_density"] = stats.nan_log_density.sum(SAMPLE_DIMS)
     return out
 
 
@@ -215,6 +218,24 @@ def _stuck_message(tree: xr.DataTree, stuck: xr.DataArray, shown: int = 3) -> st
             "difference of large terms.")
 
 
+def _nan_message(tree: xr.DataTree, count: int, found: np.ndarray, batched: bool) -> str:
+    """Where the density first was NaN: the chain, and the draw its transition left from."""
+    met = tree.sample_stats["nan_log_density"].transpose(..., "chain", "draw").values
+    first = tuple(np.argwhere(met)[0])
+    where = dict(zip((("dataset",) if batched else ()) + ("chain", "draw"), first, strict=True))
+    posterior = tree.posterior.to_dataset()
+    before = where | {"draw": max(where["draw"] - 1, 0)}
+    scalars = [name for name, da in posterior.data_vars.items()
+               if set(da.dims) <= {"dataset", "chain", "draw"}][:4]
+    values = ", ".join(f"{name}={float(posterior[name].isel(before)):.3g}" for name in scalars)
+    chain = f"chain {where['chain']}" + (f" of dataset {where['dataset']}" if batched else "")
+    return (f"The log density was NaN (or +inf) in {count} transitions{_where(found, batched)}, "
+            f"first in {chain} at draw {where['draw']}, from near {values}. NUTS reads a NaN as a "
+            "divergence and never goes there, so the posterior is cut off: return -inf where "
+            "the parameters leave the likelihood's support (jnp.where(valid, log_density, "
+            "-jnp.inf)) and check the density there in float64 (jax.enable_x64).")
+
+
 def _reparameterize(attrs) -> str:
     """What to try besides target_accept against divergences, for the levels fitted."""
     centered = attrs.get("levels_centered", "")
@@ -261,10 +282,16 @@ def check(tree: xr.DataTree, diagnosed: xr.Dataset | None = None) -> list[str]:
     stuck = stuck_chains(tree)
     if bool(stuck.any()):
         messages.append(_stuck_message(tree, stuck))
+    if "nan_log_density" in diag and (found := bad(diag.nan_log_density > 0)).size:
+        messages.append(_nan_message(tree, int(diag.nan_log_density.sum()), found, batched))
     if (found := bad(diag.divergences > 0)).size:
+        stats = tree.sample_stats
+        at_nan = (int((stats.diverging & stats.nan_log_density).sum())
+                  if "nan_log_density" in stats else 0)
         messages.append(
-            f"{int(diag.divergences.sum())} divergences{_where(found, batched)} after warmup: "
-            f"raise target_accept (now {target}){_reparameterize(attrs)}.")
+            f"{int(diag.divergences.sum())} divergences{_where(found, batched)} after warmup"
+            + (f" ({at_nan} at a NaN log density: see above)" if at_nan else "")
+            + f": raise target_accept (now {target}){_reparameterize(attrs)}.")
     if (found := bad(diag.treedepth_hits > 0)).size:
         messages.append(
             f"{int(diag.treedepth_hits.sum())} transitions{_where(found, batched)} hit the "

@@ -20,7 +20,12 @@ import numpy as np
 from jax.extend.random import define_prng_impl, threefry_prng_impl
 from jaxtyping import Array, PRNGKeyArray
 
-__all__ = ["THREEFRY_INLINE", "as_key", "sampling_key"]
+from hjax.errors import ConfigError
+
+__all__ = ["SEEDS", "THREEFRY_INLINE", "as_key", "check_seed", "sampling_key"]
+
+SEEDS = 2**32
+"""Int seeds are 0 <= seed < SEEDS: `jax.random.key` keeps a seed's low 32 bits."""
 
 _ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))
 _PARITY = np.uint32(0x1BD11BDA)
@@ -92,8 +97,29 @@ def sampling_key(key: PRNGKeyArray) -> PRNGKeyArray:
     return key
 
 
+def check_seed(seed: int) -> int:
+    """`seed` if `jax.random.key` takes it as it is, else a `ConfigError`: without x64,
+    `key(2**32 + 3)` is `key(3)` and `key(-1)` is `key(2**32 - 1)`, so another seed's chains
+    (and another study's stored batches) would come back.
+
+    Example:
+        >>> check_seed(2**32 + 3)
+        Traceback (most recent call last):
+        ...
+        hjax.errors.ConfigError: seed 4294967299 must be below 2**32 (4294967296): ...
+    """
+    if seed >= SEEDS:
+        raise ConfigError(f"seed {seed} must be below 2**32 ({SEEDS}): jax.random.key keeps "
+                          f"its low 32 bits, which are seed {seed % SEEDS}. Give a seed in "
+                          "[0, 2**32).")
+    if seed < 0:
+        raise ConfigError(f"seed {seed} must be 0 or more: jax.random.key({seed}) is the "
+                          f"key of seed {seed % SEEDS}. Give a seed in [0, 2**32).")
+    return int(seed)
+
+
 def as_key(key: PRNGKeyArray | int) -> PRNGKeyArray:
-    """A PRNG key from a key or an int seed, or a TypeError saying what a key is.
+    """A PRNG key from a key or an int seed in [0, 2**32), or an error saying what a key is.
 
     Example:
         >>> as_key(0)
@@ -101,9 +127,9 @@ def as_key(key: PRNGKeyArray | int) -> PRNGKeyArray:
         [0 0]
     """
     if isinstance(key, int | np.integer) and not isinstance(key, bool):
-        return jax.random.key(int(key))
+        return jax.random.key(check_seed(int(key)))
     if isinstance(key, jax.Array) and (jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key)
                                        or (key.dtype == jnp.uint32 and key.shape == (2,))):
         return key
-    raise TypeError(f"key must be a PRNG key such as jax.random.key(0), or an int seed; got "
-                    f"{type(key).__name__} {key!r:.60}.")
+    raise ConfigError(f"key must be a PRNG key such as jax.random.key(0), or an int seed; got "
+                      f"{type(key).__name__} {key!r:.60}.")

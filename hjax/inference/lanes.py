@@ -115,6 +115,7 @@ class _Tree(NamedTuple):
     checkpoint_sums: Float[Array, "depth d"]
     diverging: Bool[Array, ""]
     turning: Bool[Array, ""]
+    nan_log_density: Bool[Array, ""]  # in any leapfrog step of the transition
 
 
 class _Lane(NamedTuple):
@@ -186,7 +187,8 @@ def _begin_transition(lane: _Lane, warmup: Int[Array, ""]) -> _Lane:
     tree = lane.tree._replace(
         key=key_integrator, energy=energy, front=state, back=state, momentum_sum=momentum,
         proposal=Proposal(point, energy, jnp.zeros_like(energy), jnp.full_like(energy, -jnp.inf)),
-        n_states=jnp.zeros_like(lane.tree.n_states), depth=jnp.zeros_like(lane.tree.depth))
+        n_states=jnp.zeros_like(lane.tree.n_states), depth=jnp.zeros_like(lane.tree.depth),
+        nan_log_density=jnp.zeros((), bool))
     return lane._replace(step_size=step_size, tree=_begin_subtree(tree))
 
 
@@ -281,7 +283,9 @@ def _advance(lane: _Lane, logdensity_fn: FlatLogDensity, data: dict[str, Array])
     tree = tree._replace(
         steps=tree.steps + 1, sub_proposal=jax.tree.map(partial(jnp.where, first), candidate,
                                                         sampled),
-        diverging=-candidate.weight > DIVERGENCE_THRESHOLD, turning=jnp.zeros((), bool))
+        diverging=-candidate.weight > DIVERGENCE_THRESHOLD, turning=jnp.zeros((), bool),
+        nan_log_density=tree.nan_log_density | jnp.isnan(state.logdensity)
+        | (state.logdensity == jnp.inf))
     return lane._replace(tree=tree)
 
 
@@ -340,7 +344,7 @@ def _statistics(lane: _Lane) -> StepInfo:
         lp=chosen.state.logdensity, diverging=tree.diverging, tree_depth=tree.depth,
         n_steps=tree.n_states, energy=chosen.energy,
         acceptance_rate=jnp.exp(chosen.sum_log_p_accept) / tree.n_states,
-        step_size=lane.step_size)
+        step_size=lane.step_size, nan_log_density=tree.nan_log_density)
 
 
 
@@ -540,7 +544,7 @@ def _placeholder(jobs: Jobs, max_tree_depth: int, dense_mass: bool) -> _Lane:
                  proposal=prop, n_states=count, depth=count, to_right=flag, trajectory_key=key,
                  proposal_key=key, steps=count, sub_momentum_sum=position, sub_proposal=prop,
                  checkpoint_momenta=checkpoints, checkpoint_sums=checkpoints, diverging=flag,
-                 turning=flag)
+                 turning=flag, nan_log_density=flag)
     start = adaptation.init(position.shape[0], dtype=jnp.result_type(logdensity),
                             dense_mass=dense_mass, inverse_mass_matrix=jobs.inverse_mass_matrix[0])
     return _Lane(job=count, iteration=count, chain_key=key, position=position,

@@ -14,7 +14,7 @@ from hjax.model.terms import OBS
 __all__ = ["STAT_NAMES", "parameterization", "starts_dataset", "to_datatree"]
 
 STAT_NAMES = ("lp", "diverging", "tree_depth", "n_steps", "energy", "acceptance_rate",
-              "step_size")
+              "step_size", "nan_log_density")
 
 
 def _lead(batched: bool) -> tuple[str, ...]:

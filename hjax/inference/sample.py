@@ -15,6 +15,7 @@ import numpy as np
 import xarray as xr
 from jaxtyping import PRNGKeyArray
 
+from hjax.errors import ModelError
 from hjax.inference import diagnostics
 from hjax.inference.batching import Layout, as_batch, map_chunks, shared_columns
 from hjax.inference.chunks import ChunkOutput, Program, Runtime, run_chunk
@@ -52,7 +53,7 @@ def _report_init_failures(model, out, data, batched: bool) -> None:
         "hj.Below('rt')})."
     )
     if not batched:
-        raise RuntimeError(message)
+        raise ModelError(message)
     warnings.warn(message + "\nThose chains are kept (as failed) in the results.", UserWarning,
                   stacklevel=3)
 
@@ -62,7 +63,7 @@ def sample(
     data: Mapping | Sequence[Mapping],
     *,
     key: PRNGKeyArray | int,
-    settings: FitSettings | None = None,
+    settings: FitSettings | Mapping | None = None,
     progress: bool | None = None,
     warn: bool = True,
     first_dataset: int = 0,
@@ -84,7 +85,7 @@ def sample(
             lead with a dataset axis) or a list of same-shaped datasets. Each is validated
             with `model.prepare`.
         key: a PRNG key (`jax.random.key(0)`) or an int seed.
-        settings: an `hj.FitSettings`; `options` override its fields.
+        settings: an `hj.FitSettings` (or a dict of its fields); `options` override them.
         progress: show a progress bar; by default when stderr is a terminal.
         warn: issue a warning for each diagnostic problem (divergences, R-hat, ESS, ...).
         first_dataset: global index of this call's first dataset, for a sweep split over
@@ -99,9 +100,9 @@ def sample(
     Returns:
         An ArviZ DataTree with `posterior` (constrained values named as by
         `model.constrain`, dims from `model.param_dims`), `sample_stats` (lp, diverging,
-        tree_depth, n_steps, energy, acceptance_rate, step_size), `observed_data`,
-        `constant_data`, `start` (each chain's starting point, named as the posterior)
-        and `fit_stats` (per chain: init_ok, init_tries, the adapted
+        tree_depth, n_steps, energy, acceptance_rate, step_size, nan_log_density),
+        `observed_data`, `constant_data`, `start` (each chain's starting point, named as the
+        posterior) and `fit_stats` (per chain: init_ok, init_tries, the adapted
         step_size and inverse_mass_matrix over the flattened unconstrained position; per
         dataset: `hj.diagnose`'s diagnostics of the draws returned, and the attempts).
         A batched fit has a leading `dataset` dim everywhere. The attrs hold the settings,

@@ -36,12 +36,13 @@ def slot(iteration: Int[Array, "..."], warmup: Int[Array, ""], saved_warmup: int
 def fold(kept: StepInfo, new: StepInfo, index: Int[Array, "..."]) -> StepInfo:
     """The statistics of a slot after iteration `index` of its block (0: the first, which
     replaces what the slot held): `lp`, `energy` and `step_size` of the last iteration,
-    `diverging` if any diverged, the deepest tree, the leapfrog steps summed and the mean
-    acceptance rate. With one iteration per slot, `new` exactly.
+    `diverging` if any diverged (`nan_log_density` if any met one), the deepest tree, the
+    leapfrog steps summed and the mean acceptance rate. With one iteration per slot, `new`
+    exactly.
 
     Example:
-        >>> a = StepInfo(*(jnp.asarray(v) for v in (-1.0, False, 2, 3, 0.5, 0.6, 0.1)))
-        >>> b = StepInfo(*(jnp.asarray(v) for v in (-2.0, True, 1, 1, 0.7, 1.0, 0.1)))
+        >>> a = StepInfo(*(jnp.asarray(v) for v in (-1.0, False, 2, 3, 0.5, 0.6, 0.1, False)))
+        >>> b = StepInfo(*(jnp.asarray(v) for v in (-2.0, True, 1, 1, 0.7, 1.0, 0.1, False)))
         >>> both = fold(a, b, jnp.asarray(1))
         >>> bool(both.diverging), int(both.tree_depth), int(both.n_steps)
         (True, 2, 4)
@@ -51,6 +52,7 @@ def fold(kept: StepInfo, new: StepInfo, index: Int[Array, "..."]) -> StepInfo:
     first = index == 0
     return new._replace(
         diverging=new.diverging | (~first & kept.diverging),
+        nan_log_density=new.nan_log_density | (~first & kept.nan_log_density),
         tree_depth=jnp.where(first, new.tree_depth, jnp.maximum(kept.tree_depth,
                                                                 new.tree_depth)),
         n_steps=new.n_steps + jnp.where(first, 0, kept.n_steps),

@@ -18,6 +18,8 @@ from blackjax.vi import pathfinder as bj_pathfinder
 from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
+from hjax.errors import ConfigError
+
 __all__ = ["WarmStart", "advi", "pathfinder", "warm_start"]
 
 METHODS = ("advi", "pathfinder")
@@ -140,10 +142,10 @@ def warm_start(
         >>> warm_start("laplace", jax.random.key(0), logdensity_fn, {"x": jnp.zeros(2)}, 4)
         Traceback (most recent call last):
         ...
-        ValueError: Expected init to be None or one of ('advi', 'pathfinder'); got 'laplace'.
+        hjax.errors.ConfigError: Expected init to be None or one of ('advi', 'pathfinder'); got ...
     """
     if method == "advi":
         return advi(key, logdensity_fn, position, chains)
     if method == "pathfinder":
         return pathfinder(key, logdensity_fn, position, chains)
-    raise ValueError(f"Expected init to be None or one of {METHODS}; got {method!r}.")
+    raise ConfigError(f"Expected init to be None or one of {METHODS}; got {method!r}.")

@@ -24,6 +24,7 @@ import equinox as eqx
 import jax.numpy as jnp
 import numpy as np
 
+from hjax.errors import ModelError
 from hjax.model import constraints as C
 from hjax.model.likelihoods import Likelihood
 from hjax.model.terms import OBS, Const, Need
@@ -63,9 +64,9 @@ class Censored(Likelihood):
 
     def __check_init__(self):
         if isinstance(self.likelihood, Censored) or not isinstance(self.likelihood, Likelihood):
-            raise ValueError("hj.Censored wraps one likelihood (e.g. hj.Gaussian(...)).")
+            raise ModelError("hj.Censored wraps one likelihood (e.g. hj.Gaussian(...)).")
         if not (self.lower or self.upper or self.interval):
-            raise ValueError("hj.Censored needs a limit column: lower=, upper= or interval=.")
+            raise ModelError("hj.Censored needs a limit column: lower=, upper= or interval=.")
 
     @property
     def parameters(self):
@@ -126,7 +127,7 @@ class Censored(Likelihood):
 
     def sample(self, key, limit_lower=None, limit_upper=None, limit_interval=None, **params):
         if limit_interval is not None:
-            raise ValueError("Interval-censored data cannot be simulated: the intervals are not "
+            raise ModelError("Interval-censored data cannot be simulated: the intervals are not "
                              "a model of how values are recorded. Simulate with lower=/upper=.")
         simulated = dict(self.likelihood.sample(key, **params))
         value = simulated[self.value]
@@ -141,6 +142,12 @@ class Censored(Likelihood):
         return self.likelihood.check_observed(name, values)
 
     def check_columns(self, data):
+        if self.lower and self.upper and self.lower in data and self.upper in data:
+            crossed = np.flatnonzero(np.asarray(data[self.lower]) > np.asarray(data[self.upper]))
+            if crossed.size:
+                return (f"data['{self.lower}'] (lower limits) is above data['{self.upper}'] "
+                        f"(upper limits) at rows {crossed[:5].tolist()}: no value lies in "
+                        "between; swap the two columns or correct those rows")
         if self.upper and self.upper in data and self.value == "rt":
             deadline = np.asarray(data[self.upper])
             t0 = self.likelihood.terms().get("t0")
@@ -150,6 +157,13 @@ class Censored(Likelihood):
                 return (f"data['{self.upper}'] has response deadlines at or below the smallest "
                         f"non-decision time t0 allows ({floor:g} s) at rows "
                         f"{early[:5].tolist()}: no decision can end before them")
+            late = np.flatnonzero(np.asarray(data.get("rt", -np.inf)) > deadline)
+            if late.size:
+                # Read as censored, such a row would lose its response silently.
+                return (f"data['rt'] is later than its deadline data['{self.upper}'] at rows "
+                        f"{late[:5].tolist()}: a response after the deadline cannot be; "
+                        "correct those rows (a trial without a response has rt equal to its "
+                        "deadline) or raise their deadlines")
         return self.likelihood.check_columns(data)
 
     def __str__(self):

@@ -17,6 +17,7 @@ import equinox as eqx
 import jax.numpy as jnp
 import numpy as np
 
+from hjax.errors import ModelError
 from hjax.model.log1p_exp import log1p_exp
 from hjax.model.scalars import plain_fields
 
@@ -133,7 +134,7 @@ class Interval(Constraint):
 
     def __check_init__(self):
         if not self.low < self.high:
-            raise ValueError(f"Interval needs low < high; got ({self.low}, {self.high}).")
+            raise ModelError(f"Interval needs low < high; got ({self.low}, {self.high}).")
 
     def bijector(self):
         return distrax.Chain(
@@ -177,7 +178,7 @@ class Counts(Support):
         >>> hj.Model(lik, coords={}).prepare({"y": np.array([1, 2]), "n": np.array([5, 2.5])})
         Traceback (most recent call last):
         ...
-        ValueError: data['n'] must be positive whole numbers for Binomial.trials; rows [1] ...
+        hjax.errors.DataError: data['n'] must be positive whole numbers for Binomial.trials; ...
     """
 
     def check(self, values):
@@ -218,7 +219,7 @@ counts = Counts()
 def _dim_from_free(n_free: int) -> int:
     k = int(round((1 + math.sqrt(1 + 8 * n_free)) / 2))
     if k * (k - 1) // 2 != n_free:
-        raise ValueError(f"Expected K*(K-1)/2 free values for a K x K factor; got {n_free}.")
+        raise ModelError(f"Expected K*(K-1)/2 free values for a K x K factor; got {n_free}.")
     return k
 
 

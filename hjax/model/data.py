@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import jax.numpy as jnp
 import numpy as np
 
+from hjax.errors import DataError
 from hjax.model import constraints as C
 from hjax.model.terms import OBS, Need
 
@@ -33,11 +34,31 @@ def encode(raw: Mapping, groups) -> tuple[dict, dict[str, tuple]]:
     data, coords = dict(raw), {}
     for group in groups:
         if group not in raw:
-            raise ValueError(f"encode: no column '{group}' in the data; got {sorted(raw)}.")
+            raise DataError(f"encode: no column '{group}' in the data; got {sorted(raw)}.")
+        _check_labels(group, raw[group])
         labels, index = np.unique(np.asarray(raw[group]), return_inverse=True)
         data[group] = index.astype(np.int32)
         coords[group] = tuple(labels.tolist())
     return data, coords
+
+
+def _check_labels(group: str, column) -> None:
+    """Refuse missing labels (None, NaN), which would become a group of their own, and labels
+    of mixed kinds (1 and "1"), which numpy turns into strings and may merge."""
+    values = list(np.asarray(column, dtype=object).ravel())
+    missing = [i for i, v in enumerate(values)
+               if v is None or (isinstance(v, float | np.floating) and np.isnan(v))]
+    if missing:
+        raise DataError(f"encode: data['{group}'] has missing labels (None or NaN) at rows "
+                        f"{missing[:5]}: each row needs its group; drop those rows or give "
+                        "them a label.")
+    kinds = {"text" if isinstance(v, str | np.str_) else "number" for v in values}
+    if len(kinds) > 1:
+        text = next(i for i, v in enumerate(values) if isinstance(v, str | np.str_))
+        number = next(i for i, v in enumerate(values) if not isinstance(v, str | np.str_))
+        raise DataError(f"encode: data['{group}'] mixes text and number labels (row {text}: "
+                        f"'{values[text]}', row {number}: {values[number]}); make them one "
+                        "kind, e.g. all strings.")
 
 
 def preview(values, limit=5) -> str:
@@ -47,7 +68,9 @@ def preview(values, limit=5) -> str:
         >>> preview(list(range(8)))
         '[0, 1, 2, 3, 4, ... (8 in all)]'
     """
-    values = values.tolist() if isinstance(values, np.ndarray) else list(values)
+    # As the user wrote them: 42 and 'a', not np.int64(42) and np.str_('a').
+    values = [v.item() if isinstance(v, np.generic) else v for v in np.asarray(
+        values, dtype=object).ravel()]
     more = f", ... ({len(values)} in all)" if len(values) > limit else ""
     return "[" + ", ".join(map(repr, values[:limit])) + more + "]"
 
@@ -60,20 +83,20 @@ def _as_index(model: Model, group: str, key: str, values) -> np.ndarray:
         lookup = {label: i for i, label in enumerate(labels)}
         unknown = sorted({v for v in values.tolist() if v not in lookup}, key=str)
         if unknown:
-            raise ValueError(
+            raise DataError(
                 f"data['{key}'] has labels not in coords['{group}']: {preview(unknown)}. Add them "
                 "to coords or build coords from the data with hj.encode."
             )
         return np.array([lookup[v] for v in values.tolist()], dtype=np.int32)
     if values.dtype.kind == "f":
         if not np.all(np.isfinite(values)) or np.any(values != np.round(values)):
-            raise ValueError(f"data['{key}'] indexes group '{group}' but has non-integer values.")
+            raise DataError(f"data['{key}'] indexes group '{group}' but has non-integer values.")
     elif values.dtype.kind not in "iub":
-        raise ValueError(f"data['{key}'] indexes group '{group}'; got dtype {values.dtype}.")
+        raise DataError(f"data['{key}'] indexes group '{group}'; got dtype {values.dtype}.")
     size = len(labels)
     bad = (values < 0) | (values >= size)
     if np.any(bad):
-        raise ValueError(
+        raise DataError(
             f"data['{key}'] has indices outside 0..{size - 1} for group '{group}' ({size} groups) "
             f"at rows {preview(np.flatnonzero(bad))}, values {preview(values[bad])}. Indices "
             "are 0-based (1-based Stan data: subtract 1); hj.encode factorizes raw labels."
@@ -87,7 +110,7 @@ def _nesting_map(model: Model, need: Need, raw: Mapping) -> np.ndarray:
     if need.key in raw:
         return _as_index(model, parent, need.key, raw[need.key])
     if child not in raw or parent not in raw:
-        raise ValueError(
+        raise DataError(
             f"{need.user} needs data['{need.key}'] (the '{parent}' of each '{child}'), or the "
             f"observation-level columns '{child}' and '{parent}' to build it from."
         )
@@ -98,8 +121,9 @@ def _nesting_map(model: Model, need: Need, raw: Mapping) -> np.ndarray:
     for ci, qi in set(zip(c.tolist(), q.tolist(), strict=True)):
         if mapping[ci] not in (-1, qi):
             label = dict(model.group_coords)[child][ci]
-            raise ValueError(
-                f"'{child}' {label!r} appears in more than one '{parent}', so it is not nested. "
+            raise DataError(
+                f"'{child}' {preview([label])[1:-1]} appears in more than one '{parent}', so it "
+                "is not nested. "
                 f"Give each '{child}' a label unique across '{parent}' (e.g. 'school1/class2')."
             )
         mapping[ci] = qi
@@ -110,14 +134,14 @@ def _check_finite(key: str, values: np.ndarray, support: C.Support, user: str) -
     # Censoring limits may be infinite (no limit on that row); nothing may be NaN.
     bad = np.isnan(values) if isinstance(support, C.Limits) else ~np.isfinite(values)
     if np.any(bad):
-        raise ValueError(
+        raise DataError(
             f"data['{key}'] has {bad.sum()} NaN/inf values at rows {preview(np.flatnonzero(bad))}"
             f" (used by {user}). Drop or impute those rows before fitting; missing outcomes can "
             "be declared instead: hj.Model(..., missing=True)."
         )
     outside = ~support.check(values)
     if np.any(outside):
-        raise ValueError(
+        raise DataError(
             f"data['{key}'] must be {support} for {user}; rows {preview(np.flatnonzero(outside))}"
             f" have {preview(values[outside])}."
         )
@@ -130,13 +154,13 @@ def _check_lengths(model: Model, out: dict, needs: list[Need]) -> int | None:
         if need.context == OBS:
             lengths[need.key] = n
         elif n != model.sizes[need.context]:
-            raise ValueError(
+            raise DataError(
                 f"data['{need.key}'] has {n} values but group '{need.context}' has "
                 f"{model.sizes[need.context]}: it needs one value per {need.context}, in coords "
                 "order."
             )
     if len(set(lengths.values())) > 1:
-        raise ValueError(
+        raise DataError(
             "Per-observation columns differ in length: "
             + ", ".join(f"'{k}': {n}" for k, n in lengths.items())
             + ". Every per-observation column needs one value per row."
@@ -152,7 +176,7 @@ def _check_groups_used(model: Model, out: dict, needs: list[Need]) -> None:
         if np.any(counts == 0):
             labels = np.array(dict(model.group_coords)[need.index_of], dtype=object)
             what = "observations" if need.context == OBS else f"'{need.context}' in it"
-            raise ValueError(
+            raise DataError(
                 f"Group '{need.index_of}' has no {what} for {int((counts == 0).sum())} of its "
                 f"{len(counts)} labels: {preview(labels[counts == 0])}. An empty group is only "
                 "its prior; drop unused labels from coords (hj.encode does) or add their data."
@@ -174,7 +198,7 @@ def _imputed_slots(model: Model, need: Need, values: np.ndarray, slots=None):
     if slots is not None:
         missing |= np.asarray(slots) < size
     if missing.sum() != size:
-        raise ValueError(
+        raise DataError(
             f"data['{need.key}'] has {int(missing.sum())} missing values, but {need.user} "
             f"imputes {size} (coords['{need.missing}']); give coords['{need.missing}'] = "
             f"{int(missing.sum())}.")
@@ -197,7 +221,7 @@ def _missing_outcomes(model: Model, raw: Mapping) -> Mapping:
     if OBSERVED_ROWS in raw:  # prepared before (e.g. a fit's data): its mask stands
         missing |= np.asarray(raw[OBSERVED_ROWS]) == 0
     if missing.all():
-        raise ValueError(f"Every row's {keys} is missing: there is nothing to fit.")
+        raise DataError(f"Every row's {keys} is missing: there is nothing to fit.")
     first = np.flatnonzero(~missing)[0]
     filled = {k: np.where(missing, v[first], v) for k, v in columns.items()}
     return {**raw, **filled, OBSERVED_ROWS: (~missing).astype(np.float64)}
@@ -206,12 +230,12 @@ def _missing_outcomes(model: Model, raw: Mapping) -> Mapping:
 def prepare_data(model: Model, raw: Mapping, *, observed: bool = True) -> dict:
     """See `Model.prepare`."""
     if not isinstance(raw, Mapping):
-        raise TypeError(f"Expected data as a mapping of column name to array; got {type(raw)}.")
+        raise DataError(f"Expected data as a mapping of column name to array; got {type(raw)}.")
     needs: dict[str, Need] = {}
     for need in model.needs():
         seen = needs.setdefault(need.key, need)
         if (seen.context, seen.index_of) != (need.context, need.index_of):
-            raise ValueError(
+            raise DataError(
                 f"data['{need.key}'] is read both per '{seen.context}' (by {seen.user}) and per "
                 f"'{need.context}' (by {need.user}); use separate columns."
             )
@@ -230,17 +254,17 @@ def prepare_data(model: Model, raw: Mapping, *, observed: bool = True) -> dict:
             out[key] = _nesting_map(model, need, raw)
             continue
         if key not in raw:
-            raise ValueError(
+            raise DataError(
                 f"data has no '{key}', needed by {need.user}; it has {preview(sorted(raw))}."
             )
         values = np.asarray(raw[key])
         if values.ndim != 1:
-            raise ValueError(f"data['{key}'] must be 1-D; got shape {values.shape}.")
+            raise DataError(f"data['{key}'] must be 1-D; got shape {values.shape}.")
         if need.index_of is not None:
             out[key] = _as_index(model, need.index_of, key, values)
             continue
         if values.dtype.kind not in "iufb":
-            raise ValueError(f"data['{key}'] must be numeric; got dtype {values.dtype}.")
+            raise DataError(f"data['{key}'] must be numeric; got dtype {values.dtype}.")
         values = values.astype(np.float64)
         if need.missing is not None:
             values, out[slot_key(key)] = _imputed_slots(model, need, values,
@@ -249,14 +273,14 @@ def prepare_data(model: Model, raw: Mapping, *, observed: bool = True) -> dict:
         if need.user.endswith("(observed)"):
             problem = model.likelihood.check_observed(key, values)
             if problem:
-                raise ValueError(f"data['{key}'] (observed) {problem}.")
+                raise DataError(f"data['{key}'] (observed) {problem}.")
         out[key] = values
     needs_list = list(needs.values())
     _check_lengths(model, out, needs_list)
     _check_groups_used(model, out, needs_list)
     problem = model.likelihood.check_columns(out)
     if problem:
-        raise ValueError(problem)
+        raise DataError(problem)
     return {
         key: jnp.asarray(v) if v.dtype.kind == "i" else jnp.asarray(v, dtype=jnp.result_type(float))
         for key, v in out.items()
@@ -271,7 +295,7 @@ def n_observations(model: Model, data: Mapping) -> int:
     for key in model.likelihood.observed_keys().values():
         if key in data:
             return data[key].shape[-1]
-    raise ValueError(
+    raise DataError(
         "The design has no per-observation column, so the number of observations is unknown; "
         "add one (e.g. a group index or predictor column)."
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import equinox as eqx
 import jax.numpy as jnp
 
+from hjax.errors import ModelError
 from hjax.model import constraints as C
 from hjax.model.priors import LKJCholesky, Normal, Prior
 from hjax.model.terms import Need, ParamSpec, Term, key_for
@@ -48,21 +49,21 @@ class Fixed(Term):
     def __check_init__(self):
         where = f"Fixed '{self.name}'"
         if not isinstance(self.name, str):
-            raise ValueError(f"Fixed needs a name, a string; got {self.name!r}.")
+            raise ModelError(f"Fixed needs a name, a string; got {self.name!r}.")
         if not isinstance(self.prior, Prior):
-            raise ValueError(
+            raise ModelError(
                 f"{where}: `prior` must be a hj prior (e.g. hj.Normal(0, 1)); got {self.prior!r}. "
                 "A known value is a number in the likelihood slot, not a Fixed."
             )
         if isinstance(self.prior, LKJCholesky):
-            raise ValueError(f"{where}: hj.LKJCholesky is a prior on correlations; it goes in "
+            raise ModelError(f"{where}: hj.LKJCholesky is a prior on correlations; it goes in "
                              "hj.Level(..., corr=...), not in a Fixed.")
         names = (self.predictors,) if isinstance(self.predictors, str) else self.predictors or ()
         if (self.predictors is not None and not names) or len(set(names)) != len(names):
-            raise ValueError(f"{where}: `predictors` must be distinct column names; got "
+            raise ModelError(f"{where}: `predictors` must be distinct column names; got "
                              f"{self.predictors!r}.")
         if self.predictors is not None and not isinstance(self.prior.support, C.Real):
-            raise ValueError(
+            raise ModelError(
                 f"Fixed '{self.name}' multiplies predictors, so its prior needs real support; "
                 f"got {self.prior} with support {self.prior.support}. Use e.g. hj.Normal(0, 1)."
             )

@@ -16,7 +16,8 @@ log scales the same with sd y = 1. A parameter with a formula of its own (`sigma
 predicted on its link scale (log for sigma, a, t0; logit for w), its intercept ~ Normal(log sd y,
 1) for sigma; the RT parameters have HSSM-like defaults on their link scales. Without the
 response (a design for a simulation study), mean y = 0 and sd y = 1. `print(model)` shows them;
-`priors={"b_x": hj.Normal(0, 1)}` overrides by name.
+`priors={"b_x": hj.Normal(0, 1)}` overrides by name: `u_g_sd` the sds of a block's
+coefficients, `u_g_sd_x` one of them, `u_g_corr` the LKJ prior of their correlations.
 """
 
 from __future__ import annotations
@@ -28,7 +29,9 @@ from typing import NamedTuple
 import formulae
 import numpy as np
 import pandas as pd
+from formulae.transforms import TRANSFORMS
 
+from hjax.errors import DataError, ModelError
 from hjax.model.fixed import Fixed
 from hjax.model.level import Level
 from hjax.model.priors import HalfNormal, HalfStudentT, LKJCholesky, Normal, Prior
@@ -66,7 +69,7 @@ def _binomial(slots, response, options):
     from hjax.model.likelihoods import Binomial
 
     if "trials" not in options:
-        raise ValueError("family='binomial' needs trials='<column of trials>'.")
+        raise ModelError("family='binomial' needs trials='<column of trials>'.")
     return Binomial(slots["logit_p"], trials=Data(options["trials"]), y=response)
 
 
@@ -106,22 +109,53 @@ def _name(label: str) -> str:
     return label.replace("[", "").replace("]", "").replace(" ", "")
 
 
-def _frame(data) -> pd.DataFrame:
-    frame = data if isinstance(data, pd.DataFrame) else pd.DataFrame(dict(data))
+def _frame(text: str, data) -> pd.DataFrame:
+    if not isinstance(data, pd.DataFrame | Mapping):
+        raise DataError(f"formula '{text}' takes its data as columns by name (a dict of "
+                        f"arrays or a pandas DataFrame); got a {type(data).__name__}. Rows as "
+                        "a list of dicts: pd.DataFrame(rows).")
+    try:
+        frame = data if isinstance(data, pd.DataFrame) else pd.DataFrame(dict(data))
+    except ValueError as error:  # columns of different lengths, or only scalars
+        raise DataError(f"the data of formula '{text}' are not columns of one length: "
+                        f"{error}.") from None
     return frame.reset_index(drop=True)
+
+
+def _bad_rows(values) -> np.ndarray:
+    """Missing or infinite values: no row of a formula's data may be either."""
+    bad = pd.isna(values)
+    if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+        bad = bad | ~np.isfinite(np.asarray(values, dtype=float))
+    return np.asarray(bad)
+
+
+def _refuse_bad_rows(where: str, values) -> None:
+    bad = _bad_rows(values)
+    if bad.any():
+        raise DataError(f"{where} has {int(bad.sum())} missing or infinite values at rows "
+                        f"{np.flatnonzero(bad)[:5].tolist()}; drop or impute those rows first: "
+                        "none is dropped silently.")
 
 
 def _check_columns(text: str, frame: pd.DataFrame, names: set[str]) -> None:
     missing = sorted(n for n in names if n not in frame.columns)
     if missing:
-        raise ValueError(f"formula '{text}' names {missing}, which the data do not have; they "
-                         f"have {sorted(frame.columns)}.")
+        raise DataError(f"formula '{text}' names {missing}, which the data do not have; they "
+                        f"have {sorted(frame.columns)}.")
     for name in sorted(names):
-        bad = frame[name].isna().to_numpy()
-        if bad.any():
-            raise ValueError(f"data['{name}'] (in formula '{text}') has {int(bad.sum())} missing "
-                             f"values at rows {np.flatnonzero(bad)[:5].tolist()}; drop or "
-                             "impute those rows first: none is dropped silently.")
+        _refuse_bad_rows(f"data['{name}'] (in formula '{text}')", frame[name])
+
+
+def _design(text: str, frame: pd.DataFrame, whole: str):
+    """formulae's design matrices of `text`, an unknown function named as the user wrote it."""
+    try:
+        return formulae.design_matrices(text, frame)
+    except KeyError as error:  # formulae looks a call's function up by name
+        raise ModelError(
+            f"formula '{whole}' calls {error.args[0]}(), which formulas do not know; they "
+            f"know {sorted(TRANSFORMS)} and NumPy's functions as np.log(x). Compute other "
+            "transforms as a column of the data.") from None
 
 
 def _variables(text: str) -> set[str]:
@@ -130,7 +164,7 @@ def _variables(text: str) -> set[str]:
     try:
         description = formulae.model_description(text)
     except Exception as error:  # noqa: BLE001 - formulae raises many kinds for bad syntax
-        raise ValueError(f"formula '{text}' does not parse: {error}") from None
+        raise ModelError(f"formula '{text}' does not parse: {error}") from None
     for term in description.terms:
         names |= set(getattr(term, "var_names", set()) or set())
     return names
@@ -139,8 +173,8 @@ def _variables(text: str) -> set[str]:
 def _one_level_categoricals(text: str, frame, design) -> None:
     for name, term in design.common.terms.items():
         if term.kind in ("categoric", "interaction") and not term.labels:
-            raise ValueError(f"formula '{text}': '{name}' has a single level, so it cannot be a "
-                             "predictor; drop it from the formula.")
+            raise DataError(f"formula '{text}': '{name}' has a single level, so it cannot be a "
+                            "predictor; drop it from the formula.")
 
 
 class _Builder:
@@ -157,7 +191,10 @@ class _Builder:
         self.used.add(name)
         return self.priors.get(name, default)
 
-    def column(self, label: str, values) -> str:
+    def column(self, label: str, values, whole: str) -> str:
+        # A transform can make values no data column has (np.log(x) of x <= 0).
+        _refuse_bad_rows(f"the column {label} of formula '{whole}'",
+                         np.asarray(values, dtype=float))
         self.columns[label] = np.asarray(values, dtype=float)
         return label
 
@@ -179,7 +216,7 @@ class _Builder:
         return total
 
     def common(self, slot, prefix, text, whole) -> list[Term]:
-        design = formulae.design_matrices(text, self.frame)
+        design = _design(text, self.frame, whole)
         _one_level_categoricals(whole, self.frame, design)
         matrix = np.asarray(design.common.design_matrix, dtype=float)
         terms = []
@@ -190,7 +227,7 @@ class _Builder:
                     f"{prefix}Intercept", self.intercept_prior(slot))))
                 continue
             for label, values in zip(term.labels, columns.T, strict=True):
-                key = self.column(label, values)
+                key = self.column(label, values, whole)
                 if term.kind == "offset":
                     terms.append(Data(key))
                     continue
@@ -216,7 +253,7 @@ class _Builder:
         levels, index = np.unique(labels, return_inverse=True)
         self.coords[group] = tuple(levels.tolist())
         self.columns[group] = index
-        design = formulae.design_matrices(f"0 + ({expr} | {group_text})", self.frame)
+        design = _design(f"0 + ({expr} | {group_text})", self.frame, whole)
         predictors = []
         for name, term in design.group.terms.items():
             z = design.group[name]
@@ -228,22 +265,20 @@ class _Builder:
                 if term.kind == "intercept":
                     predictors.append("1")
                     continue
+                # A group with one row informs its slope only through the population (partial
+                # pooling), as in brms and lme4: it is allowed.
                 label = term.labels[j].split("|")[0]
-                predictors.append(self.column(label, values[:, j]))
-                counts = np.bincount(index, minlength=len(levels))
-                if counts.min() < 2:
-                    raise ValueError(
-                        f"formula '{whole}': the slope on {label} in ({expr} {bar} "
-                        f"{group_text}) needs two or more observations per {group}, but "
-                        f"{levels[counts.argmin()]!r} has {counts.min()}; drop the slope or "
-                        "merge small groups.")
-        intercept_only = predictors == ["1"]
+                predictors.append(self.column(label, values[:, j], whole))
         name = f"{prefix}u_{group}" + ("" if "1" in predictors else
                                        "_" + "_".join(_name(p) for p in predictors))
         scale = self.prior(f"{name}_sd", HalfNormal(
             0.5 if self.family == "wiener" else 2.5 * self.scale.sd))
+        if len(predictors) > 1:  # each coefficient's sd by name (brms: `sd` by `coef`)
+            scales = tuple(self.prior(f"{name}_sd_{'Intercept' if p == '1' else _name(p)}",
+                                      scale) for p in predictors)
+            scale = scale if all(s == scale for s in scales) else scales
         corr = None
-        if bar == "|" and not intercept_only:
+        if bar == "|" and len(predictors) > 1:  # (0 + x | g) is one slope: nothing to correlate
             corr = self.prior(f"{name}_corr", LKJCholesky(len(predictors), 1.0))
         return Level(name, group, scale=scale, predictors=tuple(predictors), corr=corr)
 
@@ -261,6 +296,19 @@ def _parameter_term(builder: _Builder, slot: str, value) -> Term:
         return Fixed("sigma", builder.prior("sigma", HalfStudentT(4.0, builder.scale.sd)))
     link = {"exp": exp, "inv_logit": inv_logit}[FAMILIES[builder.family].links[slot]]
     return link(builder.predictor(slot, str(value), f"{slot} ~ {value}", main=False))
+
+
+def _correlation_names(priors: Mapping[str, Prior]) -> dict[str, Prior]:
+    """`priors` with a correlation prior under either name `print(model)` shows: the
+    parameter's (`u_g_corr_chol`, its Cholesky factor) or the reported one's (`u_g_corr`)."""
+    named = {}
+    for name, prior in priors.items():
+        key = name.removesuffix("_chol") if name.endswith("_corr_chol") else name
+        if key in named:
+            raise ModelError(f"priors gives '{key}' and '{key}_chol', one correlation prior "
+                             "twice; keep one.")
+        named[key] = prior
+    return named
 
 
 def formula(
@@ -302,33 +350,39 @@ def formula(
           sigma = sigma
     """
     if family not in FAMILIES:
-        raise ValueError(f"Unknown family {family!r}; expected one of {sorted(FAMILIES)}.")
+        raise ModelError(f"Unknown family '{family}'; expected one of {sorted(FAMILIES)}.")
     spec_family = FAMILIES[family]
     options = {k: parameters.pop(k) for k in ("trials", "choice") if k in parameters}
     if family == "wiener":
         options.setdefault("choice", "choice")
     unknown = sorted(set(parameters) - set(spec_family.links))
     if unknown:
-        raise ValueError(f"family '{family}' has no parameters {unknown}; it takes "
+        raise ModelError(f"family '{family}' has no parameters {unknown}; it takes "
                          f"{sorted(spec_family.links)} beside the main formula.")
     response, _, rhs = spec.partition("~")
     if not rhs.strip():
-        raise ValueError(f"formula '{spec}' needs '~': 'y ~ 1 + x + (1 | g)'.")
-    frame, response = _frame(data), response.strip()
+        raise ModelError(f"formula '{spec}' needs '~': 'y ~ 1 + x + (1 | g)'.")
+    frame, response = _frame(spec, data), response.strip()
+    if response and not response.isidentifier() and response not in frame.columns:
+        raise ModelError(f"formula '{spec}': the response '{response}' is not a column name; "
+                         "transform it as a column of the data first.")
     parameters = {k: "1" for k in REQUIRED.get(family, ())} | parameters
     has_response = bool(response) and response in frame.columns
+    if has_response:
+        _refuse_bad_rows(f"data['{response}'] (the response of formula '{spec.strip()}')",
+                         frame[response])
     y = frame[response].to_numpy(dtype=float) if has_response else None
     scale = _Scale(float(np.mean(y)), float(np.std(y)) or 1.0) if (
         y is not None and spec_family.data_scale) else _Scale(0.0, 1.0)
-    builder = _Builder(frame, scale, dict(priors or {}), family)
+    builder = _Builder(frame, scale, _correlation_names(priors or {}), family)
     slots = {spec_family.main: builder.predictor(spec_family.main, rhs.strip(), spec.strip(),
                                                  main=True)}
     for slot, value in parameters.items():
         slots[slot] = _parameter_term(builder, slot, value)
     unused = sorted(set(builder.priors) - builder.used)
     if unused:
-        raise ValueError(f"priors for {unused}, which the model does not have; its parameters "
-                         f"are {sorted(builder.used)}.")
+        raise ModelError(f"priors for {unused}, which the model does not have; the names it "
+                         f"takes are {sorted(builder.used)}.")
     likelihood = spec_family.build(slots, response or "y", options)
     from hjax.model.model import Model
 

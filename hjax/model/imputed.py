@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 import jax.scipy.stats as jss
 
+from hjax.errors import ModelError
 from hjax.model import constraints as C
 from hjax.model.data import slot_key
 from hjax.model.terms import Need, ParamSpec, Term, as_term, key_for
@@ -40,7 +41,7 @@ class Imputed(Term):
     def __check_init__(self):
         if not C.positive.contains(self.scale.support()) and not (
                 hasattr(self.scale, "value") and self.scale.value > 0):
-            raise ValueError(f"Imputed '{self.key}': the scale must be positive; got "
+            raise ModelError(f"Imputed '{self.key}': the scale must be positive; got "
                              f"'{self.scale}' with support {self.scale.support()}.")
 
     def children(self):

@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import jax.scipy.stats as jss
 import numpy as np
 
+from hjax.errors import ModelError
 from hjax.model import constraints as C
 from hjax.model.priors import HalfNormal, LKJCholesky, Prior
 from hjax.model.scalars import plain_number
@@ -69,24 +70,30 @@ class AbstractLevel(Term):
     def __check_init__(self):
         kind = type(self).__name__
         if not (isinstance(self.name, str) and isinstance(self.group, str)):
-            raise ValueError(f"{kind} needs a name and a group, both strings; got "
+            raise ModelError(f"{kind} needs a name and a group, both strings; got "
                              f"{self.name!r} and {self.group!r}.")
         where = f"{kind} '{self.name}'"
-        if isinstance(self.scale, Prior) and not C.positive.contains(self.scale.support):
-            raise ValueError(
-                f"{where}: the scale prior must have positive support; got {self.scale} "
-                f"({self.scale.support}). Use e.g. hj.HalfNormal(1.0) or hj.Exponential(1.0)."
-            )
-        problem = None if isinstance(self.scale, Prior) else _fixed_scale_problem(self.scale)
-        if problem:
-            raise ValueError(f"{where}: {problem}.")
         names = self.predictors
         if not names or len(set(names)) != len(names) or not all(isinstance(x, str)
                                                                   for x in names):
-            raise ValueError(
+            raise ModelError(
                 f"{where}: `predictors` must be distinct column names (\"1\" for the intercept); "
                 f"got {names!r}."
             )
+        if isinstance(self.scale, tuple) and (
+                len(self.scale) != len(self.predictors) or len(self.predictors) < 2
+                or not all(isinstance(s, Prior) for s in self.scale)):
+            raise ModelError(f"{where}: a tuple `scale` is one prior per predictor, for two or "
+                             f"more predictors; got {self.scale} for {self.predictors}.")
+        for prior in self._scale_priors or ():
+            if not C.positive.contains(prior.support):
+                raise ModelError(
+                    f"{where}: the scale prior must have positive support; got {prior} "
+                    f"({prior.support}). Use e.g. hj.HalfNormal(1.0) or hj.Exponential(1.0)."
+                )
+        problem = None if self._scale_priors else _fixed_scale_problem(self.scale)
+        if problem:
+            raise ModelError(f"{where}: {problem}.")
 
     @abc.abstractmethod
     def population_mean(self, p, data):
@@ -105,6 +112,20 @@ class AbstractLevel(Term):
     def _k(self) -> int:
         return len(self.predictors)
 
+    @property
+    def _scale_priors(self) -> tuple[Prior, ...] | None:
+        """The sd prior of each predictor (a tuple `scale` gives each its own); None when the
+        sd is a fixed number."""
+        if isinstance(self.scale, tuple):
+            return self.scale
+        return (self.scale,) * self._k if isinstance(self.scale, Prior) else None
+
+    def _sd_log_prob(self, p):
+        sd = p[f"{self.name}_sd"]
+        if isinstance(self.scale, tuple):
+            return sum(prior.log_prob(sd[i]) for i, prior in enumerate(self.scale))
+        return jnp.sum(self.scale.log_prob(sd))
+
     def _shape(self, sizes) -> tuple[int, ...]:
         g = sizes[self.group]
         return (g,) if self._k == 1 else (g, self._k)
@@ -115,14 +136,19 @@ class AbstractLevel(Term):
     def param_specs(self, sizes):
         coef = () if self._k == 1 else (f"{self.name}_coef",)
         specs = {}
-        if isinstance(self.scale, Prior):
+        if self._scale_priors:
+            prior = (", ".join(f"{x}: {s.described(DEFAULT_SCALE)}"
+                               for x, s in zip(self.predictors, self.scale, strict=True))
+                     if isinstance(self.scale, tuple) else self.scale.described(DEFAULT_SCALE))
             specs[f"{self.name}_sd"] = ParamSpec(coef and (self._k,), C.positive, coef,
-                                                 prior=self.scale.described(DEFAULT_SCALE))
+                                                 prior=prior)
         if self.corr is not None:
             dims = (f"{self.name}_coef", f"{self.name}_coef2")
-            specs[f"{self.name}_corr_chol"] = ParamSpec((self._k,) * 2, C.corr_cholesky, dims,
-                                                        reported=False, prior=str(self.corr))
-        sd = f"{self.name}_sd" if isinstance(self.scale, Prior) else f"{self.scale:g}"
+            # The prior is named by the correlations it is on (reported as `<name>_corr`).
+            specs[f"{self.name}_corr_chol"] = ParamSpec(
+                (self._k,) * 2, C.corr_cholesky, dims, reported=False,
+                prior=f"{self.corr} on {self.name}_corr")
+        sd = f"{self.name}_sd" if self._scale_priors else f"{self.scale:g}"
         mean = self._mean_text()
         if self._k > 1:
             population = f"MvNormal({mean}, {sd}, {'corr' if self.corr else 'independent'})"
@@ -156,7 +182,7 @@ class AbstractLevel(Term):
         return True
 
     def _sd(self, p):
-        return p[f"{self.name}_sd"] if isinstance(self.scale, Prior) else jnp.asarray(self.scale)
+        return p[f"{self.name}_sd"] if self._scale_priors else jnp.asarray(self.scale)
 
     def _scale_tril(self, p):
         """Cholesky factor of the population covariance (multivariate case)."""
@@ -180,16 +206,16 @@ class AbstractLevel(Term):
 
     def hyperpriors(self, p):
         found = {}
-        if isinstance(self.scale, Prior):
-            found[f"{self.name}_sd"] = jnp.sum(self.scale.log_prob(p[f"{self.name}_sd"]))
+        if self._scale_priors:
+            found[f"{self.name}_sd"] = self._sd_log_prob(p)
         if self.corr is not None:
             found[f"{self.name}_corr"] = self.corr.log_prob(p[f"{self.name}_corr_chol"])
         return found
 
     def log_prior(self, p, data):
         lp = jnp.zeros(())
-        if isinstance(self.scale, Prior):
-            lp += jnp.sum(self.scale.log_prob(p[f"{self.name}_sd"]))
+        if self._scale_priors:
+            lp += self._sd_log_prob(p)
         if self.corr is not None:
             lp += self.corr.log_prob(p[f"{self.name}_corr_chol"])
         if not self.centered:
@@ -211,7 +237,10 @@ class AbstractLevel(Term):
         def draw(name, sample):
             draws[name] = given[name] if name in given else sample(key_for(key, name))
 
-        if isinstance(self.scale, Prior):
+        if isinstance(self.scale, tuple):
+            draw(f"{self.name}_sd", lambda k: jnp.stack(
+                [s.sample(jax.random.fold_in(k, i)) for i, s in enumerate(self.scale)]))
+        elif self._scale_priors:
             shape = () if self._k == 1 else (self._k,)
             draw(f"{self.name}_sd", lambda k: self.scale.sample(k, shape))
         if self.corr is not None:
@@ -278,7 +307,7 @@ class AbstractLevel(Term):
 
     def needs(self, context):
         if context != OBS:
-            raise ValueError(
+            raise ModelError(
                 f"{type(self).__name__} '{self.name}' is used per '{context}' (inside a loc); "
                 "levels enter the observation-level predictor only. Use hj.Nested to centre a "
                 "level on another."
@@ -303,14 +332,15 @@ class Level(AbstractLevel):
     sd (a wide one, e.g. 10.0, is no pooling); leaving the Level out is complete pooling.
 
     Several `predictors` (`("1", "x")`: intercept and slope) make the values vectors, with
-    separate scales (each with the `scale` prior) and, if `corr` is given, an LKJ prior on their
-    correlation; otherwise they are independent.
+    separate scales (each with the `scale` prior, or one prior each if `scale` is a tuple) and,
+    if `corr` is given, an LKJ prior on their correlation; otherwise they are independent.
 
     Args:
         name: the values' name in the posterior (`<name>_sd` is the population sd).
         group: the group column that indexes the values.
         scale: the population sd's prior; `hj.HalfNormal(1)` when none is given
-            (`print(model)` marks it "(default)"); a number fixes the sd.
+            (`print(model)` marks it "(default)"); a number fixes the sd; a tuple of priors
+            gives each predictor's sd its own.
         loc: the population mean, a term per group; None: zero-mean deviations.
         predictors: "1" (an intercept) and/or columns the values multiply (slopes).
         corr: an `hj.LKJCholesky` prior on the correlation of several predictors' values.
@@ -325,7 +355,8 @@ class Level(AbstractLevel):
 
     name: str = eqx.field(static=True)
     group: str = eqx.field(static=True)
-    scale: Prior | float = eqx.field(default=DEFAULT_SCALE, converter=plain_number)
+    scale: Prior | float | tuple[Prior, ...] = eqx.field(default=DEFAULT_SCALE,
+                                                         converter=plain_number)
     loc: Term | tuple[Term | None, ...] | None = eqx.field(default=None, converter=_loc)
     predictors: tuple[str, ...] = eqx.field(static=True, default=(INTERCEPT,), converter=_names)
     corr: LKJCholesky | None = None
@@ -340,17 +371,17 @@ class Level(AbstractLevel):
         k = len(self.predictors)
         if k > 1 and self.loc is not None and (
                 not isinstance(self.loc, tuple) or len(self.loc) != k):
-            raise ValueError(
+            raise ModelError(
                 f"{where}: with {k} predictors {self.predictors}, `loc` is one mean per "
                 "predictor, a tuple of terms (None for a zero mean), e.g. "
                 "loc=(hj.Fixed('mu_a'), hj.Fixed('mu_b')).")
         if k == 1 and isinstance(self.loc, tuple):
-            raise ValueError(f"{where}: one predictor takes one `loc` term; got a tuple.")
+            raise ModelError(f"{where}: one predictor takes one `loc` term; got a tuple.")
         if self.corr is not None:
             if k < 2:
-                raise ValueError(f"{where}: `corr` needs at least two predictors; got {k}.")
+                raise ModelError(f"{where}: `corr` needs at least two predictors; got {k}.")
             if not isinstance(self.corr, LKJCholesky) or self.corr.dim != k:
-                raise ValueError(f"{where}: `corr` must be hj.LKJCholesky(dim={k}, eta=...).")
+                raise ModelError(f"{where}: `corr` must be hj.LKJCholesky(dim={k}, eta=...).")
 
     @property
     def _locs(self) -> tuple[Term | None, ...]:
@@ -426,7 +457,7 @@ class Nested(AbstractLevel):
 
     def __check_init__(self):
         if not isinstance(self.parent, AbstractLevel):
-            raise ValueError(f"Nested '{self.name}' needs `parent`, a hj.Level or hj.Nested; got "
+            raise ModelError(f"Nested '{self.name}' needs `parent`, a hj.Level or hj.Nested; got "
                              f"{type(self.parent).__name__}.")
 
     @property
@@ -471,7 +502,7 @@ class Crossed(AbstractSum):
         ...            hj.Level("gamma", "item", loc=hj.Fixed("zeta0")))
         Traceback (most recent call last):
         ...
-        ValueError: Crossed: levels ['alpha', 'gamma'] each have a population mean with ...
+        hjax.errors.ModelError: Crossed: levels ['alpha', 'gamma'] each have a population mean ...
     """
 
     levels: tuple[AbstractLevel, ...]
@@ -487,14 +518,14 @@ class Crossed(AbstractSum):
 
     def __check_init__(self):
         if len(self.levels) < 2 or not all(isinstance(lv, AbstractLevel) for lv in self.levels):
-            raise ValueError("Crossed needs two or more hj.Level (or hj.Nested) terms; got "
+            raise ModelError("Crossed needs two or more hj.Level (or hj.Nested) terms; got "
                              f"{[type(lv).__name__ for lv in self.levels]}.")
         groups = [lv.group for lv in self.levels]
         if len(set(groups)) != len(groups):
-            raise ValueError(f"Crossed levels must be over different groups; got {groups}.")
+            raise ModelError(f"Crossed levels must be over different groups; got {groups}.")
         means = [lv.name for lv in self.levels if lv.has_intercept()]
         if self.identify and len(means) > 1:
-            raise ValueError(
+            raise ModelError(
                 f"Crossed: levels {means} each have a population mean with an intercept, so only "
                 "their sum is identified. Keep the intercept in one level's `loc` (or in a Fixed "
                 "term) and make the others zero-mean; pass identify=False only on purpose."

@@ -13,6 +13,7 @@ import jax.scipy.stats as jss
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from hjax.errors import ModelError
 from hjax.model import constraints as C
 from hjax.model.data import preview
 from hjax.model.log1p_exp import log1p_exp
@@ -339,7 +340,7 @@ class Custom(Likelihood):
     def __check_init__(self):
         for name, bound in self.bounds:
             if name not in self.names or not isinstance(bound, Below | Above):
-                raise ValueError(f"Custom bounds: {name!r} -> {bound!r}; expected a parameter "
+                raise ModelError(f"Custom bounds: {name!r} -> {bound!r}; expected a parameter "
                                  f"of {list(self.names)} -> hj.Below(key) or hj.Above(key).")
 
     def data_bounds(self):
@@ -361,11 +362,21 @@ class Custom(Likelihood):
         return {key: key for key in self.keys}
 
     def log_prob(self, **kwargs):
-        return self.fn(**kwargs)
+        out = self.fn(**kwargs)
+        rows = jnp.shape(kwargs[self.keys[0]])[:1]
+        if jnp.shape(out) != rows:
+            # Summed over rows, another shape is silently wrong: (n, 2) counts each row twice,
+            # (n - 1,) drops one. Shapes are static, so this is raised while tracing.
+            raise ModelError(
+                f"Custom likelihood '{getattr(self.fn, '__name__', 'fn')}' returned log "
+                f"densities of shape {jnp.shape(out)} for {rows[0]} rows "
+                f"of '{self.keys[0]}'; it must return one value per row, shape {rows}: sum over "
+                "any other axis inside log_prob, and keep every row.")
+        return out
 
     def sample(self, key, **params):
         if self.sampler is None:
-            raise ValueError(
+            raise ModelError(
                 f"Custom likelihood '{getattr(self.fn, '__name__', 'fn')}' has no `sample`; pass "
                 "sample=... to simulate data from it."
             )

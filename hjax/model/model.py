@@ -13,6 +13,8 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from hjax.errors import DataError, ModelError
+from hjax.model import constraints as C
 from hjax.model.data import OBSERVED_ROWS, n_observations, prepare_data, preview
 from hjax.model.likelihoods import Likelihood, slot_problem
 from hjax.model.terms import OBS, Data, Deterministic, Need, ParamSpec, Term
@@ -27,25 +29,25 @@ def _group_labels(group: str, labels) -> tuple:
     """A group's labels from its coords entry: a size, or the labels themselves."""
     if isinstance(labels, numbers.Integral) and not isinstance(labels, bool):
         if labels < 1:
-            raise ValueError(f"coords['{group}'] is {labels}: a group needs at least one member. "
+            raise ModelError(f"coords['{group}'] is {labels}: a group needs at least one member. "
                              f"{_COORDS_TAKES}.")
         return tuple(range(int(labels)))
     if isinstance(labels, str | bytes | Mapping | Set) or not isinstance(labels, Iterable):
-        raise ValueError(f"coords['{group}'] is {labels!r} ({type(labels).__name__}); "
+        raise ModelError(f"coords['{group}'] is {labels!r} ({type(labels).__name__}); "
                          f"{_COORDS_TAKES}.")
     # numpy scalars become Python ones: coords are static, and equinox warns on static arrays.
     labels = tuple(x.item() if isinstance(x, np.generic) else x for x in labels)
     if not labels:
-        raise ValueError(f"coords['{group}'] has no labels: a group needs at least one member. "
+        raise ModelError(f"coords['{group}'] has no labels: a group needs at least one member. "
                          f"{_COORDS_TAKES}.")
     try:
         counts = Counter(labels)
     except TypeError:
-        raise ValueError(f"coords['{group}'] has unhashable labels (e.g. {labels[0]!r}); "
+        raise ModelError(f"coords['{group}'] has unhashable labels (e.g. {labels[0]!r}); "
                          f"{_COORDS_TAKES}.") from None
     repeated = [label for label, n in counts.items() if n > 1]
     if repeated:
-        raise ValueError(f"coords['{group}'] repeats labels {preview(repeated)}: each label names "
+        raise ModelError(f"coords['{group}'] repeats labels {preview(repeated)}: each label names "
                          f"one group. {_COORDS_TAKES}.")
     return labels
 
@@ -100,11 +102,11 @@ class Model(eqx.Module):
     def __init__(self, likelihood: Likelihood, coords: Mapping[str, int | Sequence] | None = None,
                  *, missing: bool = False):
         if not isinstance(likelihood, Likelihood):
-            raise TypeError(f"Expected a hj likelihood (e.g. hj.Gaussian); got {likelihood!r}.")
+            raise ModelError(f"Expected a hj likelihood (e.g. hj.Gaussian); got {likelihood!r}.")
         coords = {} if coords is None else coords
         if not isinstance(coords, Mapping):
-            raise TypeError(f"Expected coords as a mapping of group name to size or labels; got "
-                            f"{type(coords).__name__}. {_COORDS_TAKES}.")
+            raise ModelError(f"Expected coords as a mapping of group name to size or labels; got "
+                             f"{type(coords).__name__}. {_COORDS_TAKES}.")
         self.likelihood = likelihood
         self.group_coords = tuple((name, _group_labels(name, labels))
                                   for name, labels in coords.items())
@@ -114,14 +116,14 @@ class Model(eqx.Module):
         for slot, required in self.likelihood.slot_supports().items():
             problem = slot_problem(self.likelihood.terms()[slot], required)
             if problem:
-                raise ValueError(
+                raise ModelError(
                     f"{type(self.likelihood).__name__}.{slot} must be {required}, but {problem}. "
                     + required.advice()
                 )
         groups = {need.index_of for need in self.needs() if need.index_of}
         missing = sorted(groups - set(self.sizes))
         if missing:
-            raise ValueError(
+            raise ModelError(
                 f"Groups {missing} are used by the model but not in `coords`; pass their sizes or "
                 "labels, e.g. coords={'participant': 20} (hj.encode(data, groups) returns them)."
             )
@@ -129,7 +131,7 @@ class Model(eqx.Module):
         derived = [name for term in self.terms() for name in term.derived_dims(self.sizes)]
         clashes = sorted({name for name in derived if (reported + derived).count(name) > 1})
         if clashes:
-            raise ValueError(f"The model reports more than one value named {clashes}; give "
+            raise ModelError(f"The model reports more than one value named {clashes}; give "
                              "derived quantities (hj.Deterministic, name=) names of their own.")
 
     # --- structure ----------------------------------------------------------------------------
@@ -155,7 +157,7 @@ class Model(eqx.Module):
         for term in self.terms():
             for name, spec in term.param_specs(self.sizes).items():
                 if name in specs:
-                    raise ValueError(
+                    raise ModelError(
                         f"Two different terms define a parameter named '{name}'; names must be "
                         "unique (reuse the same term object to share a parameter)."
                     )
@@ -299,12 +301,39 @@ class Model(eqx.Module):
         """Constrained free parameters drawn from the prior, except the `given` ones."""
         unknown = set(given or {}) - set(self.param_dims)
         if unknown:
-            raise ValueError(f"Unknown parameters {sorted(unknown)}; expected some of "
-                             f"{sorted(self.param_dims)}.")
+            raise DataError(f"Unknown parameters {sorted(unknown)}; expected some of "
+                            f"{sorted(self.param_dims)}.")
         draws = {}
         for term in self.likelihood.terms().values():
             draws |= term.sample_prior(key, data, self.sizes, given or {})
         return draws
+
+    def check_given(self, values: Mapping[str, Array], where: str = "model.simulate") -> None:
+        """A `DataError` for a held value whose name is no parameter, or that lies outside its
+        parameter's support (it would be recorded as the truth of data the model could not
+        simulate); `where` names the caller in the message.
+
+        Example:
+            >>> model.check_given({"theta_sd": np.array([-1.0])}, "hj.recover")
+            Traceback (most recent call last):
+            ...
+            hjax.errors.DataError: hj.recover: theta_sd = -1 is outside the support of ...
+        """
+        dims = self.param_dims
+        unknown = sorted(set(values) - set(dims))
+        if unknown:
+            raise DataError(f"{where}: {unknown} are not parameters of the model; hold some of "
+                            f"{sorted(dims)}.")
+        for name, value in values.items():
+            # Derived values (group values around held population ones) are any real number.
+            support = (self.param_specs[name].constraint if name in self.param_specs
+                       else C.real)
+            value = np.asarray(value)
+            outside = ~np.asarray(support.check(value))
+            if outside.any():
+                raise DataError(f"{where}: {name} = {value[outside].flat[0]:g} is outside the "
+                                f"support of parameter '{name}' ({support}); hold it at values "
+                                "inside it.")
 
     def simulate(self, key: PRNGKeyArray, design: dict[str, Array],
                  given: dict[str, Array] | None = None):
@@ -322,6 +351,8 @@ class Model(eqx.Module):
             (truths, data): reported parameter values, as `constrain` names them, and `design`
             with the simulated observed columns added.
         """
+        if given and not any(isinstance(v, jax.core.Tracer) for v in given.values()):
+            self.check_given(given)  # under jit (studies) the callers check theirs
         key_params, key_obs = jax.random.split(key)
         p = self.sample_prior(key_params, design, given)
         n_obs = n_observations(self, design)

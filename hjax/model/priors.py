@@ -20,6 +20,7 @@ import jax.scipy.special as jsp
 import jax.scipy.stats as jss
 from jaxtyping import Array, PRNGKeyArray
 
+from hjax.errors import ModelError
 from hjax.model import constraints as C
 from hjax.model.scalars import plain_fields
 
@@ -47,11 +48,11 @@ class Prior(eqx.Module):
         for field in self.positive_fields:
             value = getattr(self, field)
             if not value > 0:
-                raise ValueError(f"{name} needs {field} > 0; got {field}={value}.")
+                raise ModelError(f"{name} needs {field} > 0; got {field}={value}.")
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
             if not math.isfinite(value):
-                raise ValueError(f"{name} needs a finite {field.name}; got {field.name}={value}.")
+                raise ModelError(f"{name} needs a finite {field.name}; got {field.name}={value}.")
 
     @abc.abstractmethod
     def log_prob(self, x: Array) -> Array:
@@ -305,7 +306,7 @@ class Uniform(Prior):
 
     def __check_init__(self):
         if not self.low < self.high:
-            raise ValueError(f"Uniform needs low < high; got ({self.low}, {self.high}).")
+            raise ModelError(f"Uniform needs low < high; got ({self.low}, {self.high}).")
 
     @property
     def support(self):
@@ -339,7 +340,7 @@ class LKJCholesky(Prior):
 
     def __check_init__(self):
         if isinstance(self.dim, bool) or not isinstance(self.dim, numbers.Integral) or self.dim < 2:
-            raise ValueError(
+            raise ModelError(
                 f"LKJCholesky needs dim, the number of correlated coefficients, to be an integer "
                 f">= 2; got dim={self.dim!r}."
             )

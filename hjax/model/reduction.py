@@ -32,6 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 from scipy.special import gammaln
 
+from hjax.errors import ModelError
 from hjax.model.likelihoods import BernoulliLogit, Binomial, Gaussian, Likelihood, Poisson
 from hjax.model.log1p_exp import log1p_exp
 from hjax.model.terms import OBS
@@ -106,7 +107,7 @@ class Reduced(Likelihood):
         return stat["sum"] * rate - stat["n"] * jnp.exp(rate) - stat["log_factorial"]
 
     def sample(self, key, **params):
-        raise ValueError("A reduced likelihood only fits; simulate with the model itself.")
+        raise ModelError("A reduced likelihood only fits; simulate with the model itself.")
 
     def __str__(self):
         return f"{self.likelihood} (rows summarised per cell: {DESCRIBED[type(self.likelihood)]})"

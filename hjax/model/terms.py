@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, PRNGKeyArray
 
+from hjax.errors import ModelError
 from hjax.model import constraints as C
 from hjax.model.log1p_exp import log1p_exp
 
@@ -171,7 +172,7 @@ class Const(Term):
 
     def __check_init__(self):
         if not math.isfinite(self.value):
-            raise ValueError(f"A constant must be a finite number; got {self.value}.")
+            raise ModelError(f"A constant must be a finite number; got {self.value}.")
 
     def __call__(self, p, data):
         return jnp.asarray(self.value)
@@ -252,7 +253,7 @@ class Sum(AbstractSum):
         >>> hj.Fixed("b0") + hj.Fixed("b1")
         Traceback (most recent call last):
         ...
-        ValueError: 'b0' and 'b1' each carry an intercept (a free overall mean), so only ...
+        hjax.errors.ModelError: 'b0' and 'b1' each carry an intercept (a free overall mean), ...
     """
 
     terms: tuple[Term, ...]
@@ -266,11 +267,11 @@ class Sum(AbstractSum):
 
     def __check_init__(self):
         if not self.terms:
-            raise ValueError("Sum needs at least one term; got none.")
+            raise ModelError("Sum needs at least one term; got none.")
         carriers = [t for t in self.terms if t.has_intercept()]
         if len(carriers) > 1:
             names = " and ".join(f"'{t}'" for t in carriers)
-            raise ValueError(
+            raise ModelError(
                 f"{names} each carry an intercept (a free overall mean), so only their sum is "
                 "identified. Keep one: e.g. a Fixed intercept plus zero-mean Levels (no `loc`)."
             )
@@ -399,7 +400,7 @@ class Link(Term):
 
     def __check_init__(self):
         if self.name not in _LINKS:
-            raise ValueError(f"Unknown link '{self.name}'; expected one of {sorted(_LINKS)}.")
+            raise ModelError(f"Unknown link '{self.name}'; expected one of {sorted(_LINKS)}.")
 
     def children(self):
         return (self.term,)
@@ -471,11 +472,11 @@ class Deterministic(Term):
     def __check_init__(self):
         per_row = [need.key for need in self.term.needs(OBS) if need.index_of is None]
         if per_row:
-            raise ValueError(
+            raise ModelError(
                 f"Deterministic '{self.name}' reads per-observation data {per_row}, so it has no "
                 "value per group to report; report the terms it is built from instead.")
         if len(self.groups) > 1:
-            raise ValueError(
+            raise ModelError(
                 f"Deterministic '{self.name}' is indexed by several groups {self.groups}; "
                 "report a quantity of one group (e.g. each level's values) instead.")
 
@@ -519,4 +520,4 @@ def as_term(value: Term | float | int) -> Term:
     if isinstance(value, numbers.Real) and not isinstance(value, bool):
         return Const(float(value))
     hint = f" For a data column use hj.Data({value!r})." if isinstance(value, str) else ""
-    raise TypeError(f"Expected a Term or a number; got {type(value).__name__} {value!r}.{hint}")
+    raise ModelError(f"Expected a Term or a number; got {type(value).__name__} {value!r}.{hint}")

@@ -23,6 +23,8 @@ import numpy as np
 import xarray as xr
 from scipy import special, stats
 
+from hjax.errors import ConfigError, DataError
+
 __all__ = ["EcdfBand", "adjust_pvalues", "ecdf_band", "ecdf_grid", "rank_ecdf",
            "uniformity_test"]
 
@@ -142,7 +144,7 @@ def ecdf_band(n: int, max_rank: int, *, prob: float = 0.95,
         True
     """
     if not 0 < prob < 1:
-        raise ValueError(f"Expected 0 < prob < 1; got {prob}.")
+        raise ConfigError(f"Expected 0 < prob < 1; got {prob}.")
     null = _null(n, max_rank, n_points)
     # P(statistic > gamma) only changes at the tail values themselves: bisect over all of them,
     # so that a variable's ECDF leaves this band exactly when `uniformity_test` rejects it.
@@ -182,7 +184,7 @@ def adjust_pvalues(p_values: np.ndarray,
         adjusted = np.empty(m)
         adjusted[order] = scaled
         return adjusted
-    raise ValueError(f"Expected correction 'holm', 'bonferroni' or None; got {method!r}.")
+    raise ConfigError(f"Expected correction 'holm', 'bonferroni' or None; got {method!r}.")
 
 
 def _ecdf_test(ranks: np.ndarray, max_rank: int) -> tuple[float, float]:
@@ -243,14 +245,14 @@ def uniformity_test(
     statistic, p_value = [], []
     for j, variable in enumerate(table["variable"].values):
         if np.unique(max_ranks[:, j]).size != 1:
-            raise ValueError(f"Expected one max_rank for '{variable}' across datasets; thin every "
-                             "fit alike (sbc_ranks does).")
+            raise DataError(f"Expected one max_rank for '{variable}' across datasets; thin every "
+                            "fit alike (sbc_ranks does).")
         if method == "ecdf":
             result = _ecdf_test(ranks[:, j], int(max_ranks[0, j]))
         elif method == "chisq":
             result = _chisq_test(ranks[:, j], int(max_ranks[0, j]), bins)
         else:
-            raise ValueError(f"Expected method 'ecdf' or 'chisq'; got {method!r}.")
+            raise ConfigError(f"Expected method 'ecdf' or 'chisq'; got {method!r}.")
         statistic.append(result[0])
         p_value.append(result[1])
     p_value = np.clip(p_value, 0.0, 1.0)

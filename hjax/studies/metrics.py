@@ -12,6 +12,7 @@ from typing import Literal
 import numpy as np
 import xarray as xr
 
+from hjax.errors import ConfigError, DataError
 from hjax.studies.ranks import COVERAGE_LEVELS
 
 __all__ = ["grid_points", "implied_shrinkage", "recovery_metrics", "shrinkage"]
@@ -40,7 +41,7 @@ def recovery_metrics(table: xr.Dataset, *,
         (['theta_sd', 'mu', 'theta'], [8, 8, 64])
     """
     if by not in ("variable", "parameter"):
-        raise ValueError(f"Expected by='variable' or 'parameter'; got {by!r}.")
+        raise ConfigError(f"Expected by='variable' or 'parameter'; got {by!r}.")
     rows = []
     for name in dict.fromkeys(table[by].values):  # unique, in table order
         group = table.isel(variable=table[by].values == name)
@@ -151,11 +152,11 @@ def shrinkage(observed_mean: np.ndarray, group_size: np.ndarray, posterior_mean:
     population = np.broadcast_to(np.asarray(population_mean, dtype=float), observed.shape)
     sizes = np.broadcast_to(np.asarray(group_size), observed.shape)
     if posterior.shape != observed.shape or observed.ndim != 1:
-        raise ValueError(f"Expected 1-d observed and posterior means of one shape; got "
-                         f"{observed.shape} and {posterior.shape}.")
+        raise DataError(f"Expected 1-d observed and posterior means of one shape; got "
+                        f"{observed.shape} and {posterior.shape}.")
     if (noise_sd is None) != (group_sd is None):
-        raise ValueError("Expected both noise_sd and group_sd (for the implied shrinkage) or "
-                         "neither.")
+        raise ConfigError("Expected both noise_sd and group_sd (for the implied shrinkage) or "
+                          "neither.")
     with np.errstate(divide="ignore", invalid="ignore"):
         fraction = (observed - posterior) / (observed - population)
     result = xr.Dataset({

@@ -18,6 +18,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 from scipy import stats
 
+from hjax.errors import DataError
 from hjax.studies.calibration import ecdf_band, rank_ecdf
 from hjax.studies.metrics import grid_points, implied_shrinkage
 
@@ -52,7 +53,7 @@ def _select(table: xr.Dataset, coord: str, names: list[str] | None) -> list[str]
         return available
     unknown = [name for name in names if name not in available]
     if unknown:
-        raise ValueError(f"Unknown {coord}s {unknown}; the table has {available}.")
+        raise DataError(f"Unknown {coord}s {unknown}; the table has {available}.")
     return list(names)
 
 

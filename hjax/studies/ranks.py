@@ -15,6 +15,8 @@ import math
 import numpy as np
 import xarray as xr
 
+from hjax.errors import ConfigError, DataError
+
 __all__ = ["sbc_ranks", "thin_factor"]
 
 SAMPLE_DIMS = ("chain", "draw")
@@ -52,7 +54,7 @@ def thin_factor(n_chain: int, n_draw: int, *, max_rank: int = 99,
         42
     """
     if max_rank < n_chain:
-        raise ValueError(f"Expected max_rank >= n_chain ({n_chain}); got {max_rank}.")
+        raise ConfigError(f"Expected max_rank >= n_chain ({n_chain}); got {max_rank}.")
     per_chain = max_rank // n_chain
     thin = max(1, math.ceil(n_draw / per_chain))
     # ceil(n_draw / thin) may still exceed per_chain by rounding; step up until it does not.
@@ -115,12 +117,12 @@ def _variable_table(draws: xr.DataArray, truth: xr.DataArray, name: str, *, thin
     """`sbc_ranks`'s columns of one variable, dims (dataset, variable)."""
     lead = ("dataset", *SAMPLE_DIMS)
     if any(d not in draws.dims for d in lead):
-        raise ValueError(f"Expected posterior['{name}'] with dims {lead} and its parameter "
-                         f"dims; got {draws.dims}.")
+        raise DataError(f"Expected posterior['{name}'] with dims {lead} and its parameter "
+                        f"dims; got {draws.dims}.")
     param_dims = tuple(d for d in draws.dims if d not in lead)
     if set(truth.dims) != {"dataset", *param_dims}:
-        raise ValueError(f"Expected truths['{name}'] with dims ('dataset', *{param_dims}); "
-                         f"got {truth.dims}.")
+        raise DataError(f"Expected truths['{name}'] with dims ('dataset', *{param_dims}); "
+                        f"got {truth.dims}.")
     draws, truth = xr.align(draws, truth, join="exact")
     n_dataset, n_chain, n_draw = (draws.sizes[d] for d in lead)
     values = draws.transpose(*lead, *param_dims).values.reshape(n_dataset, n_chain, n_draw, -1)
@@ -194,12 +196,12 @@ def sbc_ranks(
     """
     rng = np.random.default_rng(seed)
     if thin is not None and thin < 1:
-        raise ValueError(f"Expected thin >= 1; got {thin}.")
+        raise ConfigError(f"Expected thin >= 1; got {thin}.")
     if "dataset" not in truths.dims:
-        raise ValueError(f"Expected truths with a `dataset` dim; got dims {tuple(truths.dims)}.")
+        raise DataError(f"Expected truths with a `dataset` dim; got dims {tuple(truths.dims)}.")
     missing = [name for name in truths.data_vars if name not in posterior.data_vars]
     if missing:
-        raise ValueError(f"Truths {missing} have no posterior draws; pass matching variables.")
+        raise DataError(f"Truths {missing} have no posterior draws; pass matching variables.")
     blocks = [_variable_table(posterior[name], truths[name], name, thin=thin, max_rank=max_rank,
                               ess=ess, prior_variance=prior_variance, rng=rng)
               for name in truths.data_vars]

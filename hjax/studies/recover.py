@@ -9,14 +9,39 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 import xarray as xr
 
+from hjax.errors import DataError, ModelError
 from hjax.inference.keys import as_key
 from hjax.model.fixed import Fixed
 from hjax.model.level import Level
 from hjax.model.likelihoods import Gaussian
 from hjax.model.terms import Sum
-from hjax.settings import StudySettings, validated
+from hjax.settings import StudySettings, count, validated
 from hjax.studies import metrics
 from hjax.studies.runner import run_study
+
+
+def held_numbers(value, what: str) -> np.ndarray:
+    """`value` (a number, or nested lists of them) as a float array, or a `DataError` naming
+    `what`: a bool, a string, an empty list or a NaN holds a parameter at no value.
+
+    Example:
+        >>> held_numbers([0.5, 1], "grid['b0']")
+        array([0.5, 1. ])
+        >>> held_numbers(True, "given['sigma']")
+        Traceback (most recent call last):
+        ...
+        hjax.errors.DataError: given['sigma'] must be a number or a non-empty list of ...
+    """
+    try:
+        array = np.asarray(value)
+    except ValueError:  # ragged lists
+        array = np.asarray(None)
+    if array.dtype.kind not in "iuf" or array.size == 0:
+        raise DataError(f"{what} must be a number or a non-empty list of numbers; got "
+                        f"{value!r:.60}.")
+    if not np.isfinite(array).all():
+        raise DataError(f"{what} must be finite; got {value!r:.60}.")
+    return array.astype(float)
 
 
 def recovery_truths(given: Mapping | None, grid: Mapping[str, Sequence[float]] | None,
@@ -28,13 +53,22 @@ def recovery_truths(given: Mapping | None, grid: Mapping[str, Sequence[float]] |
         >>> recovery_truths({"sigma": 1.0}, {"b0": [0.0, 1.0]}, replicates=2)["b0"]
         array([0., 0., 1., 1.])
     """
-    grid = dict(grid or {})
+    grid = {name: held_numbers(values, f"grid['{name}']") for name, values in
+            (grid or {}).items()}
+    given = {name: held_numbers(value, f"given['{name}']") for name, value in
+             (given or {}).items()}
+    for name, values in grid.items():
+        if values.ndim != 1:
+            raise DataError(f"grid['{name}'] must be a list of numbers (the values to cross); "
+                            f"got shape {values.shape}.")
+    both = sorted(set(grid) & set(given))
+    if both:
+        raise DataError(f"{both} are both given and on the grid; hold each parameter in one.")
     points = list(itertools.product(*grid.values())) or [()]
     n = len(points) * replicates
     truths = {name: np.repeat([p[i] for p in points], replicates).astype(float)
               for i, name in enumerate(grid)}
-    for name, value in (given or {}).items():
-        value = np.asarray(value, dtype=float)
+    for name, value in given.items():
         truths[name] = np.broadcast_to(value, (n, *value.shape)).copy()
     return truths
 
@@ -47,7 +81,7 @@ def recover(
     given: Mapping | None = None,
     grid: Mapping[str, Sequence[float]] | None = None,
     replicates: int = 20,
-    settings: StudySettings | None = None,
+    settings: StudySettings | Mapping | None = None,
     directory: str | os.PathLike | None = None,
     shard: tuple[int, int] | str | None = None,
     on_batch: Callable[[int, int], None] | None = None,
@@ -86,7 +120,8 @@ def recover(
         ('variable',)
     """
     settings = validated(StudySettings, "hj.recover", settings, **options)
-    truths = recovery_truths(given, grid, replicates)
+    truths = recovery_truths(given, grid, count(replicates, "replicates", "hj.recover"))
+    model.check_given(truths, "hj.recover")
     n_datasets = next(iter(truths.values())).shape[0] if truths else replicates
     extra = None if shrinkage is None else group_means(model, shrinkage)
     return run_study(model, design, n_datasets=n_datasets, key=as_key(key), settings=settings,
@@ -140,7 +175,7 @@ def group_means(model, level_name: str):
         >>> group_means(model, "mu")
         Traceback (most recent call last):
         ...
-        ValueError: shrinkage needs a Gaussian model with a Level 'mu'.
+        hjax.errors.ModelError: shrinkage needs a Gaussian model with a Level 'mu'.
     """
     level = next((t for t in model.terms() if isinstance(t, Level) and t.name == level_name),
                  None)
@@ -148,13 +183,13 @@ def group_means(model, level_name: str):
     intercepts = [t for t in (mu.terms if isinstance(mu, Sum) else ()) if
                   isinstance(t, Fixed) and t.has_intercept()]
     if level is None or not isinstance(model.likelihood, Gaussian):
-        raise ValueError(f"shrinkage needs a Gaussian model with a Level '{level_name}'.")
+        raise ModelError(f"shrinkage needs a Gaussian model with a Level '{level_name}'.")
     if isinstance(level.loc, Fixed) and level.loc.has_intercept():
         population = level.loc.name
     elif level.loc is None and len(intercepts) == 1:
         population = intercepts[0].name
     else:
-        raise ValueError(
+        raise ModelError(
             f"shrinkage needs Level '{level_name}' to be an intercept Fixed plus zero-mean "
             "deviations, or to have an intercept Fixed as its `loc`."
         )

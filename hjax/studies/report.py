@@ -22,6 +22,7 @@ DIAGNOSTIC_ROWS = (  # key in `hj.diagnose` output, label, summary over fits
     ("treedepth_hits", "draws at max tree depth", lambda v: int(v.sum())),
     ("init_failures", "chains that failed to initialize", lambda v: int(v.sum())),
     ("stuck_chains", "chains stuck after warmup", lambda v: int(v.sum())),
+    ("nan_log_density", "transitions at a NaN log density", lambda v: int(v.sum())),
     ("max_rhat", "max R-hat", lambda v: float(np.nanmax(v))),
     ("min_ess_bulk", "min bulk ESS", lambda v: float(np.nanmin(v))),
     ("min_ess_tail", "min tail ESS", lambda v: float(np.nanmin(v))),

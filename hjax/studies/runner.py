@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 
+from hjax.errors import BatchesFailedError, ConfigError, ModelError, StudyDirectoryError
 from hjax.inference.diagnostics import DIAGNOSTICS
 from hjax.inference.predictive import loo_per_dataset, posterior_predictive, prior_sensitivity
 from hjax.inference.sample import sample
@@ -87,15 +88,16 @@ def parse_shard(shard: tuple[int, int] | str | None) -> tuple[int, int]:
     try:
         k, n = (int(x) for x in (shard.split("/") if isinstance(shard, str) else shard))
     except (TypeError, ValueError):
-        raise ValueError(f"shard must be 'k/n' or (k, n), worker k of n counted from 0; got "
-                         f"{shard!r}.") from None
+        raise ConfigError(f"shard must be 'k/n' or (k, n), worker k of n counted from 0; got "
+                          f"{shard!r}.") from None
     if not 0 <= k < n:
-        raise ValueError(f"shard {k}/{n}: need 0 <= k < n (workers are counted from 0).")
+        raise ConfigError(f"shard {k}/{n}: need 0 <= k < n (workers are counted from 0).")
     return k, n
 
 
 def _manifest(model, fit_model, design, n_datasets, settings, key, given, labels) -> dict:
-    """Everything that determines the study's bits, for the store to compare."""
+    """Everything that determines the study's bits, for the store to compare (and to name
+    the study in each batch file)."""
     def digest(arrays: Mapping) -> str:
         return hashlib.sha256(b"".join(
             k.encode() + np.ascontiguousarray(v).tobytes()
@@ -108,7 +110,8 @@ def _manifest(model, fit_model, design, n_datasets, settings, key, given, labels
     if settings.sampler == "nuts" and settings.lanes is None:
         layout["lanes"] = None  # chosen by `hj.sample` from the fitted model and the backend
     return {
-        "format": 2, "model": str(model), "fit_model": str(fit_model),
+        # 3: batch files carry the study's fingerprint (batches of format 2 carry none).
+        "format": 3, "model": str(model), "fit_model": str(fit_model),
         "design": {k: list(np.shape(v)) for k, v in sorted(design.items())},
         "design_digest": digest(design), "n_datasets": n_datasets,
         "given": {k: list(np.shape(v)) for k, v in sorted(given.items())},
@@ -181,8 +184,8 @@ def run_study(
             share it); None keeps everything in memory.
         shard: fit only batches k, k + n, ... (`(k, n)` or "k/n"); the others are read from
             `directory` if there, else reported missing.
-        on_batch: called as on_batch(datasets_done, n_datasets) before the first batch and
-            after each (progress bars, interruption).
+        on_batch: called as on_batch(datasets_done, n_datasets) before the first batch (once
+            the store has accepted the run) and after each (progress bars, interruption).
         fit_model: the model fitted to the simulated data, if not `model` itself (to check that
             SBC flags a deliberately wrong model); it must report the same parameters.
         extra: extra(fit, data, dataset_indices) -> per-dataset variables (dim `dataset`)
@@ -207,7 +210,7 @@ def run_study(
     shard = parse_shard(shard)
     fit_model = model if fit_model is None else fit_model
     if set(fit_model.param_dims) != set(model.param_dims):
-        raise ValueError(
+        raise ModelError(
             f"fit_model reports {sorted(fit_model.param_dims)} but the simulating model reports "
             f"{sorted(model.param_dims)}; SBC compares the same parameters.")
     design = model.prepare(design, observed=False)
@@ -259,9 +262,10 @@ def _run_batches(batch_study, store: Store | None, todo: list[Batch], shard: tup
         if on_batch is not None:
             on_batch(sum(t.sizes["dataset"] for t in tables), n_datasets)
     if failed:
-        raise RuntimeError(f"{len(failed)} batch(es) failed: " + "; ".join(failed[:3])
-                           + f". Their errors are in {store.directory}/failed-*.json; the "
-                           "other batches are stored, and a re-run fits only what is missing.")
+        raise BatchesFailedError(
+            f"{len(failed)} batch(es) failed: " + "; ".join(failed[:3])
+            + f". Their errors are in {store.directory}/failed-*.json; the other batches are "
+            "stored, and a re-run fits only what is missing.")
     return tables, missing
 
 
@@ -318,8 +322,9 @@ class _BatchStudy:
 
 
 def merge_directory(directory: str | os.PathLike) -> xr.Dataset:
-    """The study table of every batch stored in `directory`, however many workers wrote them;
-    `attrs["missing_batches"]` names the batches not there yet.
+    """The study table of every batch of the study in `directory` stored there, however many
+    workers wrote them; `attrs["missing_batches"]` names the batches not there yet (or set
+    aside: another study's, or unreadable).
 
     Example:
         >>> import tempfile
@@ -365,13 +370,13 @@ def combine(tables: list[xr.Dataset], n_datasets: int, missing: list[Batch] = ()
     names = [batch.name for batch in missing]
     listed = f"{', '.join(names[:5])}{', ...' if len(names) > 5 else ''}"
     if not tables:
-        raise ValueError(f"No batch of the study's {n_datasets} datasets is done yet (missing: "
-                         f"{listed}).")
+        raise StudyDirectoryError(f"No batch of the study's {n_datasets} datasets is done yet "
+                                  f"(missing: {listed}).")
     table = xr.concat(tables, dim="dataset", combine_attrs="drop").sortby("dataset")
     got = table["dataset"].values
     expected = n_datasets - sum(batch.stop - batch.start for batch in missing)
     if got.size != expected or np.unique(got).size != got.size:
-        raise RuntimeError(
+        raise StudyDirectoryError(
             f"Study results hold {got.size} rows for {expected} datasets expected once each; "
             "the output directory is corrupt: start a new one.")
     return table.assign_attrs(n_datasets=n_datasets, missing_batches=", ".join(names))

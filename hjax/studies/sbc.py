@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping
 import xarray as xr
 
 from hjax.inference.keys import as_key
-from hjax.settings import StudySettings, validated
+from hjax.settings import StudySettings, count, validated
 from hjax.studies.runner import run_study
 
 
@@ -18,7 +18,7 @@ def sbc(
     *,
     n_datasets: int,
     key,
-    settings: StudySettings | None = None,
+    settings: StudySettings | Mapping | None = None,
     directory: str | os.PathLike | None = None,
     shard: tuple[int, int] | str | None = None,
     on_batch: Callable[[int, int], None] | None = None,
@@ -37,7 +37,7 @@ def sbc(
         design: raw design columns (no observed ones), as for `model.prepare(observed=False)`.
         n_datasets: number of simulated datasets.
         key: root PRNG key, or an int seed.
-        settings: an `hj.StudySettings`; `options` override its fields.
+        settings: an `hj.StudySettings` (or a dict of its fields); `options` override them.
         directory: store batches there and resume from them (any number of workers may share
             it); None keeps results in memory.
         shard: fit only this worker's batches, `(k, n)` or "k/n" (see `hj.recover` too).
@@ -65,6 +65,7 @@ def sbc(
         False
     """
     settings = validated(StudySettings, "hj.sbc", settings, **options)
+    n_datasets = count(n_datasets, "n_datasets", "hj.sbc")
     return run_study(model, design, n_datasets=n_datasets, key=as_key(key), settings=settings,
                      directory=directory, shard=shard, on_batch=on_batch, fit_model=fit_model,
                      labels={"study": "sbc"})

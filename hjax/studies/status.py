@@ -1,5 +1,6 @@
-"""What a study directory holds while workers fill it: batches done, missing and failed, fits
-with problems, throughput and an estimate of the time left (`hjax status DIR`)."""
+"""What a study directory holds while workers fill it: batches done, missing and failed, batch
+files set aside (another study's, or unreadable), fits with problems, throughput and an
+estimate of the time left (`hjax status DIR`)."""
 
 from __future__ import annotations
 
@@ -17,15 +18,17 @@ __all__ = ["StudyStatus", "describe", "study_status"]
 
 
 class StudyStatus(NamedTuple):
-    """A study directory's state. `problems` counts fits by kind of problem; `compute_seconds`
-    is the fitting time per dataset (one worker); `rate` the datasets stored per second of
-    wall time since the study started, None before the first batch."""
+    """A study directory's state. `set_aside` names the batch files moved out of the study
+    (another study's, or unreadable), never merged; `problems` counts fits by kind of problem;
+    `compute_seconds` is the fitting time per dataset (one worker); `rate` the datasets stored
+    per second of wall time since the study started, None before the first batch."""
 
     directory: Path
     n_datasets: int
     done: list[Batch]
     missing: list[Batch]
     failed: dict[str, str]
+    set_aside: list[str]
     problems: dict[str, int]
     compute_seconds: float | None
     rate: float | None
@@ -79,8 +82,10 @@ def study_status(directory: str | os.PathLike) -> StudyStatus:
         started = (store.directory / MANIFEST).stat().st_mtime
         latest = max(store.path(b).stat().st_mtime for b in done)
         rate = n_done / max(latest - started, 1e-3)
+    set_aside = sorted(p.name for pattern in ("other-study", "corrupt")
+                       for p in store.directory.glob(f".batch-*.nc.{pattern}-*"))
     return StudyStatus(store.directory, store.manifest["n_datasets"], done, missing,
-                       store.failures(), _problems(tables),
+                       store.failures(), set_aside, _problems(tables),
                        compute / n_done if n_done else None, rate)
 
 
@@ -109,6 +114,10 @@ def describe(status: StudyStatus) -> list[str]:
         lines.append(f"missing: {_names(status.missing)}")
     for name, error in status.failed.items():
         lines.append(f"failed: batch {name}: {error}")
+    if status.set_aside:
+        shown = ", ".join(status.set_aside[:3]) + (", ..." if len(status.set_aside) > 3 else "")
+        lines.append(f"set aside, not merged: {len(status.set_aside)} batch file(s) of another "
+                     f"study or unreadable ({shown})")
     if status.done:
         found = [f"{n} {kind}" for kind, n in status.problems.items() if n]
         lines.append("fits with problems: " + (", ".join(found) if found else "none"))

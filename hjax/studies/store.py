@@ -4,16 +4,24 @@
 settings, key, x64, sampler layout). A worker whose manifest differs is refused, naming the
 settings that differ (library versions only warn). Each batch is one netCDF file, written
 under a name no other worker uses and then renamed into place (an atomic publish), so two
-workers that fit the same batch
-waste time but never corrupt or duplicate it. A batch file that cannot be read, or does not
-hold the datasets its name promises, is moved aside and reported, and its batch refitted. A
-batch that failed leaves `failed-<start>-<stop>.json` with the error, until a worker fits it.
+workers that fit the same batch waste time but never corrupt or duplicate it.
+
+Every batch carries the study's fingerprint (a digest of the manifest, versions aside): a
+batch of another study (copied in, or left behind when `study.json` was deleted and another
+study started there) is never merged. Such a batch, or one that cannot be read or does not
+hold the datasets its name promises, is moved aside (`.batch-*.nc.other-study-*`,
+`.batch-*.nc.corrupt-*`) and reported, and its batch refitted. A batch that failed leaves
+`failed-<start>-<stop>.json` with the error, until a worker fits it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import hashlib
 import json
 import os
+import shutil
 import socket
 import traceback
 import uuid
@@ -24,9 +32,16 @@ from typing import NamedTuple
 import numpy as np
 import xarray as xr
 
-__all__ = ["Batch", "Store", "batches", "check_writable"]
+from hjax.errors import StudyDirectoryError
+
+__all__ = ["Batch", "Store", "batches", "check_writable", "read_json_object", "write_atomic",
+           "writing"]
 
 MANIFEST = "study.json"
+FINGERPRINT = "study_fingerprint"  # the attribute of a batch file naming its study
+_MANIFEST_FIX = ("delete the directory to start over, or delete only this file and re-run the "
+                 "study's own config (its stored batches are kept; other studies' are set "
+                 "aside).")
 
 
 class Batch(NamedTuple):
@@ -58,13 +73,85 @@ def _unique_name(path: Path, tag: str) -> Path:
                           f"{uuid.uuid4().hex[:8]}")
 
 
-def _write_atomic(path: Path, write) -> None:
+# Below this many free bytes a failed write is taken for a full disk: netCDF reports one as
+# "NetCDF: HDF error", without an errno.
+_NEARLY_FULL = 1 << 20
+
+
+@contextlib.contextmanager
+def writing(path: Path):
+    """Turn a full disk while writing `path` into one line naming it.
+
+    Example:
+        >>> with writing(Path("/tmp/sbc.nc")):
+        ...     raise OSError(errno.ENOSPC, "No space left on device")
+        Traceback (most recent call last):
+        ...
+        hjax.errors.StudyDirectoryError: Cannot write /tmp/sbc.nc: no space left on device. ...
+    """
+    try:
+        yield
+    except (OSError, RuntimeError) as error:
+        full = getattr(error, "errno", None) == errno.ENOSPC
+        if not full:
+            try:
+                full = shutil.disk_usage(path.parent).free < _NEARLY_FULL
+            except OSError:
+                pass
+        if not full:
+            raise
+        raise StudyDirectoryError(
+            f"Cannot write {path}: no space left on device. Free some space (or choose an "
+            "output directory on another disk) and re-run: what is stored is kept.") from None
+
+
+def write_atomic(path: Path, write) -> None:
+    """Write `path` whole or not at all: `write(tmp)` writes a temporary name beside it, which
+    is then renamed into place (and removed if anything fails)."""
     tmp = _unique_name(path, "tmp")
     try:
-        write(tmp)
+        with writing(path):
+            write(tmp)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def read_json_object(path: Path, what: str, fix: str) -> dict:
+    """The JSON object in `path`, or a `StudyDirectoryError` naming the file, what it should
+    be (`what`), the cause and `fix`.
+
+    Example:
+        >>> import tempfile
+        >>> path = Path(tempfile.mkdtemp()) / "study.json"
+        >>> _ = path.write_text("[1, 2]")
+        >>> read_json_object(path, "a study manifest", "delete it.")
+        Traceback (most recent call last):
+        ...
+        hjax.errors.StudyDirectoryError: .../study.json is not a study manifest (a JSON list, ...
+    """
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as error:
+        cause = getattr(error, "strerror", None) or str(error)
+    else:
+        try:
+            found = json.loads(text)
+            cause = (None if isinstance(found, dict)
+                     else f"a JSON {type(found).__name__}, not an object")
+        except json.JSONDecodeError as error:
+            cause = ("an empty file" if not text.strip() else
+                     f"not JSON: {error.msg} at line {error.lineno} column {error.colno}")
+        if cause is None:
+            return found
+    raise StudyDirectoryError(f"{path} is not {what} ({cause}): {fix}")
+
+
+def _fingerprint(manifest: dict) -> str:
+    """A digest of what determines a study's bits: its manifest without the versions (which
+    only warn)."""
+    determining = {k: v for k, v in manifest.items() if k != "versions"}
+    return hashlib.sha256(json.dumps(determining, sort_keys=True).encode()).hexdigest()
 
 
 def check_writable(directory: Path) -> None:
@@ -74,7 +161,7 @@ def check_writable(directory: Path) -> None:
         >>> check_writable(Path("/sys/hjax-study"))
         Traceback (most recent call last):
         ...
-        ValueError: Cannot write study results to /sys/hjax-study: ...
+        hjax.errors.StudyDirectoryError: Cannot write study results to /sys/hjax-study: ...
     """
     try:
         directory.mkdir(parents=True, exist_ok=True)
@@ -83,9 +170,9 @@ def check_writable(directory: Path) -> None:
         probe.unlink()
     except OSError as error:
         reason = error.strerror or type(error).__name__
-        raise ValueError(f"Cannot write study results to {directory}: {reason}. Choose an "
-                         "output directory this user can create and write (not an existing "
-                         "file).") from None
+        raise StudyDirectoryError(
+            f"Cannot write study results to {directory}: {reason}. Choose an output directory "
+            "this user can create and write (not an existing file).") from None
 
 
 _ABSENT = object()  # a key one of two manifests lacks (e.g. a setting newer than the study)
@@ -113,8 +200,10 @@ def _differences(stored, current, where: str = "",
 class Store:
     """The batch files of one study in `directory`, shared by any number of workers.
 
-    Opening a store with a manifest checks that the directory is writable (before anything
-    compiles) and writes or checks the manifest; without one, it reads the stored study.
+    Opening a store with a manifest checks it against a stored one (refusing another study
+    before anything in the directory changes), then checks that the directory is writable
+    (before anything compiles) and writes the manifest if none is there; without one, it
+    reads the stored study. `fingerprint` names the study in each batch file.
 
     Example:
         >>> import tempfile
@@ -124,41 +213,59 @@ class Store:
         >>> Store(store.directory, {"model": "other", "n_datasets": 200})
         Traceback (most recent call last):
         ...
-        ValueError: ... holds a different study; it differs in model: stored "...", now ...
+        hjax.errors.StudyDirectoryError: ... holds a different study; it differs in model: ...
     """
 
     def __init__(self, directory: str | os.PathLike, manifest: dict | None = None):
         self.directory = Path(directory)
+        path = self.directory / MANIFEST
         if manifest is None:  # reading a study that workers filled (reports, status)
-            path = self.directory / MANIFEST
             if not path.is_file():
-                raise ValueError(f"{self.directory} holds no hjax study (no {MANIFEST}).")
-            self.manifest = json.loads(path.read_text())
-            return
-        check_writable(self.directory)
-        self.manifest = json.loads(json.dumps(manifest))
-        self._check_manifest()
+                raise StudyDirectoryError(f"{self.directory} holds no hjax study (no "
+                                          f"{MANIFEST}).")
+            self.manifest = self._read_manifest()
+            try:  # what a report needs of the manifest
+                batches(self.manifest["n_datasets"], self.manifest["settings"]["batch_size"])
+            except (KeyError, TypeError, ValueError):
+                raise StudyDirectoryError(
+                    f"{path} is not a valid study manifest (no n_datasets and "
+                    f"settings.batch_size): {_MANIFEST_FIX}") from None
+        else:
+            self.manifest = json.loads(json.dumps(manifest))
+            created = not path.exists()
+            if created:
+                check_writable(self.directory)
+                self._claim_manifest()
+            self._check_manifest()
+            if not created:  # only once the study is this one may the probe touch it
+                check_writable(self.directory)
+        self.fingerprint = _fingerprint(self.manifest)
 
     @property
     def batches(self) -> list[Batch]:
         """The study's batches, from its manifest."""
         return batches(self.manifest["n_datasets"], self.manifest["settings"]["batch_size"])
 
+    def _read_manifest(self) -> dict:
+        return read_json_object(self.directory / MANIFEST, "a valid study manifest",
+                                _MANIFEST_FIX)
+
+    def _claim_manifest(self) -> None:
+        path = self.directory / MANIFEST
+        tmp = _unique_name(path, "tmp")
+        try:
+            with writing(path):
+                tmp.write_text(json.dumps(self.manifest, indent=1))
+            # A hard link is created only if the name is free: of two workers starting
+            # together, one manifest wins and the other worker is checked against it.
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink(missing_ok=True)
 
     def _check_manifest(self) -> None:
-        path = self.directory / MANIFEST
-        if not path.exists():
-            tmp = _unique_name(path, "tmp")
-            try:
-                tmp.write_text(json.dumps(self.manifest, indent=1))
-                # A hard link is created only if the name is free: of two workers starting
-                # together, one manifest wins and the other worker is checked against it.
-                os.link(tmp, path)
-            except FileExistsError:
-                pass
-            finally:
-                tmp.unlink(missing_ok=True)
-        stored = json.loads(path.read_text())
+        stored = self._read_manifest()
         versions = _differences(stored.pop("versions", {}), self.manifest.get("versions", {}),
                                 unknown="not recorded by the hjax that wrote it")
         if versions:
@@ -168,7 +275,7 @@ class Store:
         differ = _differences(stored, {k: v for k, v in self.manifest.items()
                                        if k != "versions"})
         if differ:
-            raise ValueError(
+            raise StudyDirectoryError(
                 f"{self.directory} holds a different study; it differs in "
                 + "; ".join(differ[:6]) + ("; ..." if len(differ) > 6 else "")
                 + ". Use a new output directory, or delete this one to start over.")
@@ -180,28 +287,63 @@ class Store:
         return self.directory / f"failed-{batch.name}.json"
 
     def load(self, batch: Batch) -> xr.Dataset | None:
-        """The stored table of `batch`, or None when it has not been fitted; a file that is
-        unreadable or holds other datasets is moved aside (`*.corrupt-*`) with a warning."""
+        """The stored table of `batch`, or None when it has to be fitted: not there yet, or
+        moved aside with a warning: a file of another study (`*.other-study-*`: another
+        fingerprint, or none), or one that is unreadable or holds other datasets
+        (`*.corrupt-*`)."""
         path = self.path(batch)
-        if not path.exists():
+        try:
+            judged = path.stat()
+        except FileNotFoundError:  # not fitted yet
             return None
         try:
             table = xr.load_dataset(path)
-            got = table["dataset"].values
-            if not np.array_equal(got, np.arange(batch.start, batch.stop)):
-                raise ValueError(f"it holds datasets {got.tolist()[:5]}...")
-        except Exception as error:  # noqa: BLE001 - any failure to read means refit
-            aside = _unique_name(path, "corrupt")
-            os.replace(path, aside)
-            warnings.warn(f"Batch file {path.name} is unreadable or truncated ({error}); moved "
-                          f"to {aside.name} and the batch is fitted again.", UserWarning,
-                          stacklevel=2)
+        except FileNotFoundError:  # set aside by another worker meanwhile
             return None
+        except Exception as error:  # noqa: BLE001 - any failure to read means refit
+            return self._set_aside(path, judged, "corrupt",
+                                   f"is unreadable or truncated ({error})")
+        theirs = table.attrs.get(FINGERPRINT)
+        if theirs is None:
+            return self._set_aside(path, judged, "other-study",
+                                   "carries no study fingerprint (written by an older hjax, "
+                                   "or not by hjax), so it may belong to another study")
+        if theirs != self.fingerprint:
+            return self._set_aside(
+                path, judged, "other-study",
+                f"belongs to another study (fingerprint {str(theirs)[:12]}, this study's "
+                f"{self.fingerprint[:12]}): copied in from one, or left by one whose "
+                f"{MANIFEST} was deleted")
+        got = table["dataset"].values if "dataset" in table.coords else np.arange(0)
+        if not np.array_equal(got, np.arange(batch.start, batch.stop)):
+            return self._set_aside(path, judged, "corrupt",
+                                   f"is unreadable or truncated (it holds datasets "
+                                   f"{got.tolist()[:5]}...)")
         return table
 
+    @staticmethod
+    def _set_aside(path: Path, judged: os.stat_result, tag: str, reason: str) -> None:
+        """Move the batch file judged bad out of the study (to `.<name>.<tag>-...`) with a
+        warning; a file another worker published there meanwhile is left in place."""
+        aside = _unique_name(path, tag)
+        try:
+            os.replace(path, aside)
+        except FileNotFoundError:  # another worker set it aside first, and warned
+            return None
+        if not os.path.samestat(judged, aside.stat()):  # published since we read it
+            with contextlib.suppress(FileExistsError):
+                os.link(aside, path)
+            aside.unlink()
+            return None
+        warnings.warn(f"Batch file {path.name} {reason}; moved to {aside.name} and the batch "
+                      "is fitted again.", UserWarning, stacklevel=3)
+        return None
+
     def publish(self, batch: Batch, table: xr.Dataset) -> None:
-        """Store `batch`'s table atomically and clear any failure record of it."""
-        _write_atomic(self.path(batch), table.to_netcdf)
+        """Store `batch`'s table, marked with the study's fingerprint, atomically; clear any
+        failure record of it."""
+        write_atomic(self.path(batch), table.assign_attrs({FINGERPRINT: self.fingerprint})
+                     .to_netcdf)
         self._failure_path(batch).unlink(missing_ok=True)
 
     def record_failure(self, batch: Batch, error: BaseException) -> None:
@@ -209,8 +351,8 @@ class Store:
         record = {"batch": batch.name, "error": f"{type(error).__name__}: {error}",
                   "host": socket.gethostname(), "pid": os.getpid(),
                   "traceback": traceback.format_exception(error)}
-        _write_atomic(self._failure_path(batch),
-                      lambda tmp: tmp.write_text(json.dumps(record, indent=1)))
+        write_atomic(self._failure_path(batch),
+                     lambda tmp: tmp.write_text(json.dumps(record, indent=1)))
 
     def failures(self) -> dict[str, str]:
         """Batch name -> error, for batches whose last attempt failed."""

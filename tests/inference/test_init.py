@@ -152,7 +152,7 @@ def _needle(y, m):
 def test_sample_reports_the_parameter_when_no_start_is_found():
     model = hj.Model(hj.Custom(_needle, params={"m": hj.Fixed("m", hj.Normal(0, 1))}),
                      coords={})
-    with pytest.raises(RuntimeError, match=r"'m'.*moved to 0"):
+    with pytest.raises(hj.errors.ModelError, match=r"'m'.*moved to 0"):
         sample(model, {"y": np.zeros(3)}, key=jax.random.key(0), chains=2, warmup=5, draws=5)
 
 
@@ -197,7 +197,8 @@ def test_declared_bounds_give_starts_where_prior_draws_fail():
     p = np.repeat(np.arange(30), 10)
     data = {"rt": 0.15 + rng.lognormal(-3.0, 0.5, p.size), "p": p}  # RTs from 0.16 s
     settings = dict(key=0, chains=2, warmup=10, draws=10, warn=False)
-    with pytest.raises(RuntimeError, match=r"(?s)No finite starting point.*bounds=\{'shift'"):
+    with pytest.raises(hj.errors.ModelError,
+                       match=r"(?s)No finite starting point.*bounds=\{'shift'"):
         sample(_shift_model(None), data, **settings)
     tree = sample(_shift_model({"shift": hj.Below("rt")}), data, **settings)
     assert bool(tree.fit_stats.init_ok.all())

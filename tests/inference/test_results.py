@@ -30,7 +30,7 @@ def test_datatree_groups_coords_warmup_and_progress(capsys):
     assert result.warmup_posterior.sizes["draw"] == 40
     stats = result.sample_stats
     assert set(stats.data_vars) == {"lp", "diverging", "tree_depth", "n_steps", "energy",
-                                    "acceptance_rate", "step_size"}
+                                    "acceptance_rate", "step_size", "nan_log_density"}
     # After warmup the step size is fixed per chain; during warmup it moves.
     assert bool((stats["step_size"] == stats["step_size"].isel(draw=0)).all())
     assert np.all(result.warmup_sample_stats["step_size"].std("draw").values > 0)

@@ -46,8 +46,9 @@ def test_key_may_be_an_int_seed_and_anything_else_is_named():
     by_seed = hj.sample(model, data, key=3, **FAST)
     by_key = hj.sample(model, data, key=jax.random.key(3), **FAST)
     np.testing.assert_array_equal(by_seed.posterior["mu"], by_key.posterior["mu"])
-    with pytest.raises(TypeError, match=r"key must be a PRNG key such as jax.random.key\(0\), "
-                                        r"or an int seed; got str"):
+    with pytest.raises(hj.errors.ConfigError, match=r"key must be a PRNG key such as "
+                                                    r"jax.random.key\(0\), or an int seed; "
+                                                    r"got str"):
         hj.sample(model, data, key="3", **FAST)
 
 

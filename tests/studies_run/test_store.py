@@ -177,3 +177,17 @@ def test_the_source_digest_follows_every_byte_of_the_code(tmp_path):
     assert runner._source_digest(tmp_path) != first
     runner._source_digest.cache_clear()
     assert runner._versions()["hjax source"] == runner._source_digest(ROOT / "hjax")
+
+
+def test_failed_batches_are_recorded_then_raised_together(small, tmp_path, monkeypatch):
+    def blow_up(self, batch):
+        raise FloatingPointError(f"batch {batch.name} blew up")
+
+    model, design = small
+    monkeypatch.setattr(runner._BatchStudy, "fit", blow_up)
+    with pytest.raises(hj.errors.BatchesFailedError, match=r"^2 batch\(es\) failed: 000000-"
+                                                           r"000002 \(FloatingPointError: batch "
+                                                           r"000000-000002 blew up\); "):
+        hj.sbc(model, design, key=0, directory=tmp_path, **{**RUN, "n_datasets": 4})
+    assert sorted(p.name for p in tmp_path.glob("failed-*.json")) == [
+        "failed-000000-000002.json", "failed-000002-000004.json"]
