@@ -30,7 +30,7 @@ from hjax.inference.sample import sample
 from hjax.inference.samplers import sampler_for
 from hjax.settings import StudySettings
 from hjax.studies.ranks import sbc_ranks
-from hjax.studies.store import Batch, Store, batches
+from hjax.studies.store import FORMAT, Batch, Store, batches
 
 __all__ = ["combine", "merge_directory", "parse_shard", "prior_variance", "run_study",
            "truths_dataset"]
@@ -111,7 +111,7 @@ def _manifest(model, fit_model, design, n_datasets, settings, key, given, labels
         layout["lanes"] = None  # chosen by `hj.sample` from the fitted model and the backend
     return {
         # 3: batch files carry the study's fingerprint (batches of format 2 carry none).
-        "format": 3, "model": str(model), "fit_model": str(fit_model),
+        "format": FORMAT, "model": str(model), "fit_model": str(fit_model),
         "design": {k: list(np.shape(v)) for k, v in sorted(design.items())},
         "design_digest": digest(design), "n_datasets": n_datasets,
         "given": {k: list(np.shape(v)) for k, v in sorted(given.items())},

@@ -6,6 +6,7 @@ advice to raise target_accept, while the posterior was silently cut off where it
 
 import warnings
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -58,3 +59,20 @@ def test_batched_fits_name_the_dataset():
     assert met[0] > 0 and met[1] == 0  # far from mu = 0, the second never meets the NaN
     assert "transitions in dataset 0, first in chain " in messages[0]
     assert " of dataset 0 at draw " in messages[0]
+
+
+def test_a_study_flags_its_fits_that_met_a_nan(tmp_path):
+    # mu's prior reaches below 0, where the density is NaN: SBC fits meet it.
+    def simulate(key, mu, sigma):
+        return {"y": jnp.sqrt(jnp.abs(mu)) + sigma * jax.random.normal(key, mu.shape)}
+
+    model = hj.Model(hj.Custom(nan_below_zero, {"mu": hj.Fixed("mu", hj.Normal(0.3, 0.3)),
+                                                "sigma": hj.Fixed("sigma", hj.HalfNormal(1.0))},
+                               supports={"sigma": hj.Positive()}, sample=simulate))
+    table = hj.sbc(model, {"y": np.zeros(20)}, n_datasets=4, key=0, chains=2, warmup=100,
+                   draws=100, escalation={"attempts": 0}, max_rank=99)
+    met = table["nan_log_density"].values
+    assert (met > 0).any()
+    assert (table["divergences"].values[met > 0] > 0).all()  # a NaN is a divergence too
+    report = hj.write_report(tmp_path, table).read_text()
+    assert f"| transitions at a NaN log density | {int(met.sum())} |" in report

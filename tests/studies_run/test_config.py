@@ -52,7 +52,13 @@ SMALL = {"datasets": 2, "replicates": 1, "chains": 2, "warmup": 60, "draws": 40,
          "batch_size": 2, "max_rank": 39, "escalation": {"attempts": 0}}
 
 
-@pytest.mark.parametrize("name", STUDIES)
+# The three that compile longest run with the slow checks (`make test-all`); every config is
+# built and simulated in `make test` (above).
+LONGEST = ("formula_varying_slope.yaml", "sdt_brightness.yaml", "varying_slope.yaml")
+
+
+@pytest.mark.parametrize("name", [pytest.param(name, marks=pytest.mark.slow) if name in LONGEST
+                                  else name for name in STUDIES])
 def test_shipped_study_configs_run_from_the_repository(name, tmp_path, monkeypatch):
     """Each study config runs as the README shows it (`hjax sbc|recover configs/...`, from the
     repository root, reading only shipped files), here on fewer datasets and draws."""

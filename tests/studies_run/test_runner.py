@@ -52,6 +52,7 @@ def test_results_do_not_depend_on_batch_size(small):
     np.testing.assert_allclose(a["mean"], b["mean"], rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.slow  # each transition is BlackJAX's already (tests/inference/test_lanes.py)
 def test_studies_run_either_sampler_to_the_same_results(small):
     """The lanes sampler and the BlackJAX reference make the same transitions (in float64;
     over long runs rounding differences grow, as chains are chaotic)."""

@@ -3,6 +3,7 @@
 moved study reports into itself, and a broken manifest, config or full disk is one line."""
 
 import errno
+import json
 import shutil
 from pathlib import Path
 
@@ -290,3 +291,14 @@ def test_netcdfs_error_on_a_full_disk_names_the_disk(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError, match=r"NetCDF: HDF error"):
         with store.writing(tmp_path / "x.nc"):
             fail()
+
+
+def test_a_study_of_an_older_hjax_is_refused_not_moved_aside(studies, tmp_path):
+    # Its batches carry no fingerprint: read, every one would be moved aside as another's.
+    directory = _copy(studies, 1, tmp_path / "study")
+    manifest = json.loads((directory / "study.json").read_text()) | {"format": 2}
+    (directory / "study.json").write_text(json.dumps(manifest))
+    with pytest.raises(StudyDirectoryError, match=r"written by an older hjax \(manifest format "
+                                                  r"2; this one reads 3\)"):
+        merge_directory(directory)
+    assert sorted(p.name for p in directory.iterdir() if p.name.startswith(".")) == []
