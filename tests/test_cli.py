@@ -10,7 +10,12 @@ from hjax.cli import main
 CONFIG = "model: varying_intercept\ndatasets: 2\nchains: 2\nwarmup: 20\ndraws: 20\n"
 
 
-def _sbc(tmp_path):
+def _sbc_failing_with(error, tmp_path, monkeypatch):
+    """`hjax sbc` of a config whose run raises `error`."""
+    def fail(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(jobs, "run", fail)
     path = tmp_path / "study.yaml"
     path.write_text(CONFIG + f"output: {tmp_path / 'out'}\n")
     return CliRunner().invoke(main, ["sbc", str(path)])
@@ -21,11 +26,7 @@ def _sbc(tmp_path):
                                    errors.BatchesFailedError("1 batch(es) failed."),
                                    OSError(28, "No space left on device", "out/batch.nc")])
 def test_what_a_user_can_fix_is_one_line(tmp_path, monkeypatch, error):
-    def fail(*args, **kwargs):
-        raise error
-
-    monkeypatch.setattr(jobs, "run", fail)
-    result = _sbc(tmp_path)
+    result = _sbc_failing_with(error, tmp_path, monkeypatch)
     assert result.exit_code == 1
     assert "Traceback" not in result.output and "bug" not in result.output
     assert result.output.splitlines()[-1] == ("Error: out/batch.nc: No space left on device."
@@ -38,11 +39,7 @@ def test_what_a_user_can_fix_is_one_line(tmp_path, monkeypatch, error):
                                    RuntimeError("XLA")])
 def test_a_bug_keeps_its_traceback(tmp_path, monkeypatch, error):
     # A plain ValueError is a bug too: what a user can fix is raised as a UserInputError.
-    def fail(*args, **kwargs):
-        raise error
-
-    monkeypatch.setattr(jobs, "run", fail)
-    result = _sbc(tmp_path)
+    result = _sbc_failing_with(error, tmp_path, monkeypatch)
     assert result.exit_code == 2
     assert "Traceback (most recent call last)" in result.output
     assert f"{type(error).__name__}: " in result.output
