@@ -28,11 +28,10 @@ import tempfile
 from pathlib import Path
 
 import jax
-import pydantic
 import xarray as xr
 
 from hjax.config import StudyConfig, build
-from hjax.errors import StudyDirectoryError
+from hjax.errors import ConfigError, StudyDirectoryError
 from hjax.studies import report
 from hjax.studies.calibration import uniformity_test
 from hjax.studies.recover import recover, shrinkage_table
@@ -87,11 +86,9 @@ def load_config(output: str | os.PathLike) -> StudyConfig:
     raw = read_json_object(path, "a valid study config", fix)
     try:
         return StudyConfig(**raw | {"output": str(output)})
-    except pydantic.ValidationError as error:
-        problem = error.errors()[0]
-        where = ".".join(str(p) for p in problem["loc"]) or "config"
-        message = problem["msg"].removeprefix("Value error, ")
-        raise StudyDirectoryError(f"{path} is not a valid study config ({where}: {message}): "
+    except ConfigError as error:
+        problem = str(error).rstrip(".")
+        raise StudyDirectoryError(f"{path} is not a valid study config ({problem}): "
                                   + fix) from None
 
 

@@ -298,6 +298,18 @@ def _parameter_term(builder: _Builder, slot: str, value) -> Term:
     return link(builder.predictor(slot, str(value), f"{slot} ~ {value}", main=False))
 
 
+def _response_values(spec: str, frame: pd.DataFrame, response: str) -> np.ndarray | None:
+    """The response column as floats, checked; None for a design without it."""
+    if response and not response.isidentifier() and response not in frame.columns:
+        raise ModelError(f"formula '{spec}': the response '{response}' is not a column name; "
+                         "transform it as a column of the data first.")
+    if not response or response not in frame.columns:
+        return None
+    _refuse_bad_rows(f"data['{response}'] (the response of formula '{spec.strip()}')",
+                     frame[response])
+    return frame[response].to_numpy(dtype=float)
+
+
 def _correlation_names(priors: Mapping[str, Prior]) -> dict[str, Prior]:
     """`priors` with a correlation prior under either name `print(model)` shows: the
     parameter's (`u_g_corr_chol`, its Cholesky factor) or the reported one's (`u_g_corr`)."""
@@ -363,15 +375,8 @@ def formula(
     if not rhs.strip():
         raise ModelError(f"formula '{spec}' needs '~': 'y ~ 1 + x + (1 | g)'.")
     frame, response = _frame(spec, data), response.strip()
-    if response and not response.isidentifier() and response not in frame.columns:
-        raise ModelError(f"formula '{spec}': the response '{response}' is not a column name; "
-                         "transform it as a column of the data first.")
+    y = _response_values(spec, frame, response)
     parameters = {k: "1" for k in REQUIRED.get(family, ())} | parameters
-    has_response = bool(response) and response in frame.columns
-    if has_response:
-        _refuse_bad_rows(f"data['{response}'] (the response of formula '{spec.strip()}')",
-                         frame[response])
-    y = frame[response].to_numpy(dtype=float) if has_response else None
     scale = _Scale(float(np.mean(y)), float(np.std(y)) or 1.0) if (
         y is not None and spec_family.data_scale) else _Scale(0.0, 1.0)
     builder = _Builder(frame, scale, _correlation_names(priors or {}), family)

@@ -231,6 +231,15 @@ def test_a_broken_manifest_or_config_is_one_line(command_study, tmp_path, name, 
     _one_line_error(_cli("status", out), f"{out / name} is not a valid {kind} ({cause}): ")
 
 
+def test_a_config_of_bad_values_is_one_line(command_study, tmp_path):
+    out = Path(shutil.copytree(command_study, tmp_path / "out"))
+    config = json.loads((out / "config.json").read_text()) | {"chains": 0}
+    (out / "config.json").write_text(json.dumps(config))
+    _one_line_error(_cli("report", out), f"{out / 'config.json'} is not a valid study config "
+                                         "(StudyConfig: chains: Input should be greater than or "
+                                         "equal to 1 (got 0)): re-run")
+
+
 @pytest.mark.parametrize(("text", "cause"), BROKEN)
 def test_a_run_on_a_broken_manifest_names_it(small, tmp_path, text, cause):
     model, design = small
