@@ -48,8 +48,10 @@ def slurm_available() -> bool:
     """Whether a Slurm controller answers here.
 
     Example:
-        >>> slurm_available() in (True, False)
-        True
+        >>> import os; from unittest import mock
+        >>> with mock.patch.dict(os.environ, {"PATH": ""}):  # no `sinfo` to ask: no Slurm
+        ...     slurm_available()
+        False
     """
     if shutil.which("sinfo") is None:
         return False

@@ -2,7 +2,10 @@
 
 A config is the study's `hj.StudySettings` (the same keys as `hj.sbc`'s options: chains,
 warmup, draws, sampler, batch_size, ...) plus what the study is: the model and its design
-sizes, how many datasets, the held values of a recovery, where results go.
+sizes, how many datasets, the held values of a recovery, where results go. The sampler and
+the initialisation are named (`sampler: blackjax`, `init: prior`), with their options flat
+(`lanes: 4`, `vectorize: 4`, `init_radius: 1.0`) or together (`sampler: {name: nuts, lanes:
+4}`).
 
 Example (configs/varying_intercept.yaml):
     model: varying_intercept
@@ -30,8 +33,8 @@ from pydantic import AfterValidator, Field, ValidationError, field_validator, mo
 
 from hjax.catalog import SHIPPED
 from hjax.errors import ConfigError, DataError, UserInputError
-from hjax.inference.keys import check_seed
-from hjax.model.formula import formula
+from hjax.formula import formula
+from hjax.inference.nuts.keys import check_seed
 from hjax.model.model import Model
 from hjax.settings import Count, FitSettings, Number, Settings, StudySettings
 from hjax.studies.recover import held_numbers

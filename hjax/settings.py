@@ -6,28 +6,46 @@ Every setting has its default here and nowhere else. `hj.sample(..., chains=2)`,
 ranges, settings that belong to another sampler; a bool is never a number), with a
 `ConfigError` naming the setting. `settings=` may also be a dict of the fields.
 
+The sampler and the initialisation are objects (`hj.LanesNUTS(lanes=4)`, `hj.InitPrior()`),
+each class registered under the name YAML and strings use (`register`): a new sampler plugs
+in by defining its class and registering it, without a change here. Their options may also be
+given flat, as settings (`sampler="blackjax", vectorize=4`; `init_radius=1.0`).
+
 Example:
     >>> settings = FitSettings(chains=2, draws=500)
     >>> settings.warmup_iterations
     1000
+    >>> FitSettings(sampler="blackjax", vectorize=4).sampler
+    BlackJAXNUTS(vectorize=4)
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Annotated, Literal, Self
+import dataclasses
+from collections.abc import Callable, Mapping
+from functools import partial
+from typing import Annotated, Any
 
 import numpy as np
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    TypeAdapter,
+    ValidationError,
+    model_validator,
+)
 
 from hjax.errors import ConfigError
 
-__all__ = ["Count", "Escalation", "FitSettings", "Number", "Settings", "StudySettings",
-           "validated"]
+__all__ = ["RHAT_LIMIT", "Count", "Escalation", "FitSettings", "Number", "Settings",
+           "StudySettings", "option", "register", "registered", "validated"]
 
 WARMUP = 1000
 WARM_START_WARMUP = 300
-WARM_STARTS = ("advi", "pathfinder")
+RHAT_LIMIT = 1.01  # the default largest R-hat a fit may have: warnings, refits, reports
 
 
 def _not_bool(value):
@@ -42,6 +60,120 @@ Count = Annotated[int, BeforeValidator(_not_bool)]
 """A whole-number setting: an int (or a float without a fraction), never a bool."""
 Number = Annotated[float, BeforeValidator(_not_bool)]
 """A real-valued setting: any number but a bool."""
+
+# The classes each object-valued setting accepts, by the name YAML gives them; how its
+# options are spelled flat, as settings (`lanes=4`, `init_radius=1.0`).
+_REGISTRY: dict[str, dict[str, type]] = {"sampler": {}, "init": {}}
+_FLAT_PREFIX = {"sampler": "", "init": "init_"}
+# Settings before objects recorded init_radius beside every init (the config.json of earlier
+# studies): where the initialisation has no radius it is ignored, as it always was.
+_IGNORED_ELSEWHERE = {"init_radius"}
+
+
+def register(kind: str) -> Callable[[type], type]:
+    """A class decorator: settings `kind` ("sampler" or "init") accept the class under its
+    `name` (a YAML value), its instances, and `{"name": ..., **options}`.
+
+    Example:
+        >>> sorted(registered("sampler"))
+        ['blackjax', 'nuts']
+    """
+    def add(cls: type) -> type:
+        _REGISTRY[kind][cls.name] = cls
+        return cls
+    return add
+
+
+def registered(kind: str) -> dict[str, type]:
+    """The classes registered for setting `kind`, by name, in registration order."""
+    return dict(_REGISTRY[kind])
+
+
+def option(name: str, kind: Any) -> Callable[[Any], Any]:
+    """A converter (`eqx.field(converter=...)`) checking a sampler's or initialisation's
+    option `name` as a setting is checked: `kind` is a type such as `Count | None`, with
+    pydantic constraints (`Annotated[Count, Field(ge=1)]`).
+
+    Example:
+        >>> option("lanes", Annotated[Count, Field(ge=1)])(0)
+        Traceback (most recent call last):
+        ...
+        hjax.errors.ConfigError: lanes: Input should be greater than or equal to 1 (got 0)
+    """
+    adapter = TypeAdapter(kind)
+
+    def convert(value):
+        try:
+            return adapter.validate_python(value)
+        except ValidationError as error:
+            raise ConfigError("; ".join(f"{name}: {p}" for p in problems(error))
+                              + f" (got {value!r:.60})") from None
+    return convert
+
+
+def _names(kind: str) -> str:
+    names = [repr(name) for name in _REGISTRY[kind]]
+    return " or ".join([", ".join(names[:-1]), names[-1]] if len(names) > 1 else names)
+
+
+def _options(value) -> dict:
+    return {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+
+
+def _choose(kind: str, value):
+    """The object a setting `kind` names: an instance, a registered name, or a dict of a name
+    and options (`None` is the default initialisation, as before objects)."""
+    classes = _REGISTRY[kind]
+    if isinstance(value, tuple(classes.values())):
+        return value
+    value = "uniform" if value is None and kind == "init" else value
+    options = dict(value) if isinstance(value, Mapping) else {}
+    name = options.pop("name", None) if isinstance(value, Mapping) else value
+    if not isinstance(name, str) or name not in classes:
+        raise ConfigError(f"Input should be {_names(kind)}, or an object of those classes")
+    return classes[name](**options)
+
+
+def _describe(value) -> dict:
+    """What settings record of a sampler or initialisation: its name and options."""
+    return {"name": value.name, **_options(value)}
+
+
+def Choice(kind: str):  # noqa: N802 (a type, as `Count` and `Number` are)
+    """The type of setting `kind`: one of the classes registered for it (`register`)."""
+    return Annotated[Any, BeforeValidator(partial(_choose, kind)),
+                     PlainSerializer(_describe, return_type=dict)]
+
+
+def _flat_keys(kind: str) -> dict[str, list[str]]:
+    """Flat spelling of each option of the classes of setting `kind` -> the names taking it."""
+    keys: dict[str, list[str]] = {}
+    for name, cls in _REGISTRY[kind].items():
+        for field in dataclasses.fields(cls):
+            keys.setdefault(_FLAT_PREFIX[kind] + field.name, []).append(name)
+    return keys
+
+
+def flat_options() -> set[str]:
+    """Every option of a registered sampler or initialisation spelled as a setting."""
+    return {key for kind in _REGISTRY for key in _flat_keys(kind)}
+
+
+def _with_flat(kind: str, chosen, flat: dict):
+    """`chosen` (as settings accept it) with the options given flat (`lanes=4`) applied."""
+    chosen, prefix = _choose(kind, chosen), _FLAT_PREFIX[kind]
+    takes = [prefix + name for name in _options(chosen)]
+    flat = {k: v for k, v in flat.items() if k in takes or k not in _IGNORED_ELSEWHERE}
+    for key in flat:
+        if key not in takes:
+            owners = " or ".join(f"{kind}={name!r}" for name in _flat_keys(kind)[key])
+            raise ConfigError(f"{key} applies to {owners}; {kind}={chosen.name!r} takes "
+                              f"{', '.join(takes) or 'no options'}")
+    try:
+        return type(chosen)(**_options(chosen) | {k.removeprefix(prefix): v
+                                                   for k, v in flat.items()})
+    except ConfigError as error:  # named as the user spelled it
+        raise ConfigError(prefix + str(error)) from None
 
 
 def problems(error: ValidationError) -> list[str]:
@@ -86,10 +218,10 @@ class Escalation(Settings):
     """When a fit fails its diagnostics, and how it is refitted.
 
     A fit fails when a chain found no start or is stuck after warmup
-    (`hjax.inference.diagnostics.stuck_chains`), or past the limits below. Every refit starts
-    its chains anew, from its own key, and runs longer in both phases: a longer warmup and a
-    higher target acceptance for the geometry (divergences), and longer chains thinned to the
-    same number of draws for R-hat and ESS, which only more iterations improve.
+    (`hjax.inference.workflow.diagnostics.stuck_chains`), or past the limits below. Every
+    refit starts its chains anew, from its own key, and runs longer in both phases: a longer
+    warmup and a higher target acceptance for the geometry (divergences), and longer chains
+    thinned to the same number of draws for R-hat and ESS, which only more iterations improve.
 
     Attributes:
         attempts: refits allowed after the first fit (0: never refit).
@@ -112,7 +244,7 @@ class Escalation(Settings):
 
     attempts: Count = Field(0, ge=0)
     max_divergences: Count = Field(0, ge=0)
-    max_rhat: Number = Field(1.01, gt=1)
+    max_rhat: Number = Field(RHAT_LIMIT, gt=1)
     min_ess_bulk: Number = Field(100.0, ge=0)
     warmup_factor: Number = Field(2.0, ge=1)
     accept_step: Number = Field(0.5, gt=0, le=1)
@@ -146,8 +278,10 @@ class FitSettings(Settings):
     """NUTS settings of a fit and how its datasets are laid out; frozen once validated.
 
     Attributes:
-        sampler: "nuts" (chains as jobs on lanes that never wait for each other) or
-            "blackjax" (BlackJAX's NUTS kernel vmapped: the reference).
+        sampler: a registered sampler (`hjax.inference.run.samplers`): `hj.LanesNUTS()` ("nuts",
+            the default: chains as jobs on lanes that never wait for each other; option
+            `lanes`) or `hj.BlackJAXNUTS()` ("blackjax": BlackJAX's NUTS kernel vmapped, the
+            reference; option `vectorize`).
         chains: chains per dataset.
         warmup: adaptation iterations per chain; None is 1000, or 300 after a warm start.
         draws: draws kept per chain after warmup.
@@ -158,17 +292,13 @@ class FitSettings(Settings):
         target_accept: target mean acceptance probability of step-size adaptation.
         dense_mass: adapt a dense mass matrix instead of a diagonal one.
         max_tree_depth: NUTS's maximum number of trajectory doublings.
-        init: None (Stan's uniform(-init_radius, init_radius), retried until finite),
-            "prior" (prior draws, retried until finite), "advi" or "pathfinder" (a
-            variational fit per dataset places the chains and seeds the mass matrix).
-        init_radius: half-width of the uniform initialization in unconstrained space.
+        init: a registered initialisation: `hj.InitUniform(radius=2.0)` ("uniform", the
+            default: Stan's uniform(-radius, radius), retried until finite), `hj.InitPrior()`
+            ("prior": prior draws, retried until finite), `hj.ADVI()` or `hj.Pathfinder()`
+            ("advi", "pathfinder": a variational fit per dataset places the chains and seeds
+            the mass matrix). `init_radius` sets the radius.
         batch_size: datasets per chunk (one compiled program); None is all of them, up to
             1024 per device.
-        lanes: "nuts" only: chains advanced together on a device; None is all of a
-            device's chains on an accelerator and, on CPU, 1 where the fitted model's loop
-            compiles into one kernel (`hjax.inference.one_kernel`), else 4.
-        vectorize: "blackjax" only: datasets vmapped together on a device; None is 1 on CPU
-            and a device's whole share on an accelerator.
         devices: local devices to spread datasets over; None is all of them.
         save_warmup: also keep the warmup iterations.
         escalation: when a fit that fails its diagnostics is refitted, and how (`Escalation`);
@@ -177,11 +307,13 @@ class FitSettings(Settings):
             the likelihood; `hjax.model.reduction`), where it pays.
 
     Example:
-        >>> FitSettings(sampler="blackjax", vectorize=4).vectorize
+        >>> FitSettings(sampler="blackjax", vectorize=4).sampler.vectorize
         4
+        >>> FitSettings(init="advi", init_radius=1.0).init
+        ADVI(radius=1.0)
     """
 
-    sampler: Literal["nuts", "blackjax"] = "nuts"
+    sampler: Choice("sampler") = Field("nuts", validate_default=True)
     chains: Count = Field(4, ge=1)
     warmup: Count | None = Field(None, ge=0)
     draws: Count = Field(1000, ge=1)
@@ -189,30 +321,35 @@ class FitSettings(Settings):
     target_accept: Number = Field(0.8, gt=0, lt=1)
     dense_mass: bool = False
     max_tree_depth: Count = Field(10, ge=1)
-    init: Literal["prior", "advi", "pathfinder"] | None = None
-    init_radius: Number = Field(2.0, gt=0)
+    init: Choice("init") = Field("uniform", validate_default=True)
     batch_size: Count | None = Field(None, ge=1)
-    lanes: Count | None = Field(None, ge=1)
-    vectorize: Count | None = Field(None, ge=1)
     devices: Count | None = Field(None, ge=1)
     save_warmup: bool = False
     escalation: Escalation = Field(default_factory=Escalation)
     reduce: bool = True
 
-    @model_validator(mode="after")
-    def _sampler_options(self) -> Self:
-        if self.sampler == "nuts" and self.vectorize is not None:
-            raise ConfigError("vectorize applies to sampler='blackjax'; sampler='nuts' takes lanes")
-        if self.sampler == "blackjax" and self.lanes is not None:
-            raise ConfigError("lanes applies to sampler='nuts'; sampler='blackjax' takes vectorize")
-        return self
+    @model_validator(mode="before")
+    @classmethod
+    def _flat_options(cls, values):
+        """Options of the sampler and initialisation given flat (`lanes=4`) moved into them;
+        one that another sampler takes is an error naming it."""
+        if not isinstance(values, Mapping):
+            return values
+        values = dict(values)
+        for kind in _REGISTRY:
+            flat = {key: values.pop(key) for key in list(values) if key in _flat_keys(kind)}
+            flat = {key: value for key, value in flat.items() if value is not None}
+            if flat:
+                values[kind] = _with_flat(kind, values.get(kind, cls.model_fields[kind].default),
+                                          flat)
+        return values
 
     @property
     def warmup_iterations(self) -> int:
-        """`warmup`, or its default: 1000, or 300 after a variational warm start."""
+        """`warmup`, or the initialisation's default: 1000, or 300 after a warm start."""
         if self.warmup is not None:
             return self.warmup
-        return WARM_START_WARMUP if self.init in WARM_STARTS else WARMUP
+        return self.init.default_warmup
 
 
 class StudySettings(FitSettings):
@@ -263,7 +400,7 @@ def validated[S: BaseModel](cls: type[S], where: str, base: S | Mapping | None =
     else:
         raise ConfigError(f"{where}: settings must be hj.{cls.__name__}(...) or a dict of its "
                           f"fields; got {type(base).__name__} {base!r:.60}.")
-    unknown = sorted(set(options) - set(cls.model_fields))
+    unknown = sorted(set(options) - set(cls.model_fields) - flat_options())
     if unknown:
         raise ConfigError(f"{where}: unknown settings {unknown}; the settings are "
                           f"{sorted(cls.model_fields)}.")

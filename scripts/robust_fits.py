@@ -129,8 +129,8 @@ def report(name: str, table, seconds: float) -> None:
         print(f"  refitted {summary['refitted']}, still failing {summary['still failing']}; "
               f"with a stuck chain {summary['stuck before']:.3f} -> {summary['stuck after']:.3f}, "
               f"divergent {summary['divergent before']:.3f} -> {summary['divergent after']:.3f}, "
-              f"R-hat > 1.01 {summary['R-hat above 1.01 before']:.3f} -> "
-              f"{summary['R-hat above 1.01 after']:.3f}")
+              f"R-hat > {summary['R-hat limit']:g} {summary['R-hat above the limit before']:.3f} "
+              f"-> {summary['R-hat above the limit after']:.3f}")
     else:
         print(f"  with a stuck chain {float((table.stuck_chains > 0).mean()):.3f}, divergent "
               f"{float((table.divergences > 0).mean()):.3f}, R-hat > 1.01 "

@@ -53,6 +53,12 @@ def test_the_python_blocks_run_as_written(title, tmp_path, monkeypatch):
     run_python_blocks(SECTIONS[title])
 
 
+def test_the_readme_is_an_entry_point_of_150_to_200_lines():
+    # Longer, it turns into a manual: the rest belongs in docs/ and scripts/bench/RESULTS.md.
+    lines = README.read_text().count("\n")
+    assert 150 <= lines <= 200, f"README.md has {lines} lines; keep it to 150-200."
+
+
 def test_every_python_block_is_in_a_tested_section():
     text = README.read_text()
     assert len(_blocks(text, "python")) == sum(len(_blocks(s, "python"))

@@ -1,4 +1,4 @@
-"""Cognitive observation models as `hj.Likelihood`s: every parameter slot takes a term.
+"""Cognitive observation models as `hj.AbstractLikelihood`s: every parameter slot takes a term.
 
 Thin wrappers over the pure functions of this package; they add the slot supports (so priors
 and links are checked) and the host-side checks of observed data.
@@ -22,7 +22,7 @@ from hjax.cognitive.wiener import (
 )
 from hjax.errors import ModelError
 from hjax.model import constraints as C
-from hjax.model.likelihoods import Below, Likelihood, count_excess
+from hjax.model.likelihoods import AbstractLikelihood, Below, count_excess
 from hjax.model.terms import Const, Data, Term, as_term
 
 
@@ -50,7 +50,7 @@ def _lowest(term: Term) -> float | None:
     return support.low if isinstance(support, C.Interval) else None
 
 
-class Wiener(Likelihood):
+class Wiener(AbstractLikelihood):
     """Two-boundary drift diffusion (Wiener first-passage time) on (rt, choice).
 
     Convention (HDDM / Navarro & Fuss): `a` boundary separation, `w` relative start point in
@@ -84,6 +84,8 @@ class Wiener(Likelihood):
     parameters = {"v": C.real, "a": C.positive, "t0": C.positive, "w": C.unit_interval,
                   "sv": C.positive, "p_lapse": C.unit_interval}
     observed = ("rt", "choice")
+    censored_column = "rt"
+    deadline_slot = "t0"  # an upper limit is a deadline: no response can come after it
 
     def terms(self):
         return {name: getattr(self, name) for name in self.parameters
@@ -134,7 +136,7 @@ class Wiener(Likelihood):
         return None
 
 
-class LBA(Likelihood):
+class LBA(AbstractLikelihood):
     """Linear ballistic accumulator race (Brown & Heathcote 2008) on (rt, choice).
 
     One drift term per accumulator (`v=(v_match, v_mismatch)`); start points uniform on
@@ -170,6 +172,8 @@ class LBA(Likelihood):
     choice: str = eqx.field(static=True, default="choice")
 
     observed = ("rt", "choice")
+    censored_column = "rt"
+    deadline_slot = "t0"  # an upper limit is a deadline: no response can come after it
 
     def __init__(self, v, A, B, t0, s=1.0, *, p_lapse=None, rt_max=5.0, positive_drift=True,
                  rt="rt", choice="choice"):
@@ -250,7 +254,7 @@ class LBA(Likelihood):
         return None
 
 
-class SDT(Likelihood):
+class SDT(AbstractLikelihood):
     """Equal-variance signal detection on hit and false-alarm counts per row.
 
     Hit rate Phi(d'/2 - c), false-alarm rate Phi(-d'/2 - c); `n_signal` / `n_noise` trials per

@@ -1,10 +1,10 @@
 """Supports of parameters and data, and the bijectors that map unconstrained reals onto them.
 
-The sampler only ever sees unconstrained values; `Constraint.bijector()` gives the map from
-that space onto the support, and `hjax.model.model` adds its log-Jacobian in one place.
+The sampler only ever sees unconstrained values; `AbstractConstraint.bijector()` gives the map
+from that space onto the support, and `hjax.model.model` adds its log-Jacobian in one place.
 Scalar maps come from distrax; the correlation-Cholesky map is written here because distrax
 has none (it follows Stan's reference manual, "Cholesky factors of correlation matrices").
-A `Support` without a bijector (`counts`) is for slots that only data can fill.
+An `AbstractSupport` without a bijector (`counts`) is for slots that only data can fill.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ SLOT_ADVICE = ("Give it a prior with that support (e.g. hj.HalfNormal for a posi
                "wrap a linear predictor in a link (hj.exp, hj.inv_logit).")
 
 
-class Support(eqx.Module):
+class AbstractSupport(eqx.Module):
     """A set of values a likelihood slot accepts or a data column may hold.
 
     Example:
@@ -33,7 +33,7 @@ class Support(eqx.Module):
         array([ True, False])
     """
 
-    def contains(self, other: Support) -> bool:
+    def contains(self, other: AbstractSupport) -> bool:
         """Whether every value in `other`'s support lies in this support."""
         return other == self
 
@@ -50,7 +50,10 @@ class Support(eqx.Module):
         """The support in words, as error messages show it ("positive")."""
 
 
-class Constraint(Support):
+Support = AbstractSupport  # its name before the Abstract* convention, kept as an alias
+
+
+class AbstractConstraint(AbstractSupport):
     """The support of a parameter: also knows its bijector and its unconstrained shape.
 
     Example:
@@ -67,7 +70,10 @@ class Constraint(Support):
         return shape
 
 
-class Real(Constraint):
+Constraint = AbstractConstraint  # its name before the Abstract* convention, kept as an alias
+
+
+class Real(AbstractConstraint):
     """The real line.
 
     Example:
@@ -90,7 +96,7 @@ class Real(Constraint):
         return "real"
 
 
-class Positive(Constraint):
+class Positive(AbstractConstraint):
     """(0, inf), reached by exp as in Stan.
 
     Example:
@@ -117,7 +123,7 @@ class Positive(Constraint):
         return "positive"
 
 
-class Interval(Constraint):
+class Interval(AbstractConstraint):
     """(low, high), reached by a scaled logistic sigmoid.
 
     Example:
@@ -151,7 +157,7 @@ class Interval(Constraint):
         return f"interval({self.low:g}, {self.high:g})"
 
 
-class CorrCholesky(Constraint):
+class CorrCholesky(AbstractConstraint):
     """Lower-triangular Cholesky factors of K x K correlation matrices.
 
     Example:
@@ -170,7 +176,7 @@ class CorrCholesky(Constraint):
         return "corr_cholesky"
 
 
-class Counts(Support):
+class Counts(AbstractSupport):
     """Positive whole numbers (trials of a Binomial, trials per SDT row): data, never sampled.
 
     Example:
@@ -193,7 +199,7 @@ class Counts(Support):
         return "positive whole numbers"
 
 
-class Limits(Support):
+class Limits(AbstractSupport):
     """Censoring limits, one per row: any number, or -inf / inf for a row without one.
 
     Example:

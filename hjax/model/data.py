@@ -7,17 +7,26 @@ fail is made here, on numpy arrays, with an error that names the column and the 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 import jax.numpy as jnp
 import numpy as np
 
 from hjax.errors import DataError
 from hjax.model import constraints as C
+from hjax.model.preview import preview
 from hjax.model.terms import OBS, Need
 
-if TYPE_CHECKING:
-    from hjax.model.model import Model
+
+class Model(Protocol):
+    """What these checks read of a `hj.Model` (a protocol: the model imports this module)."""
+
+    likelihood: Any
+    group_coords: tuple[tuple[str, tuple], ...]
+    sizes: Mapping[str, int]
+    missing: bool
+
+    def needs(self) -> list[Need]: ...
 
 
 def encode(raw: Mapping, groups) -> tuple[dict, dict[str, tuple]]:
@@ -59,20 +68,6 @@ def _check_labels(group: str, column) -> None:
         raise DataError(f"encode: data['{group}'] mixes text and number labels (row {text}: "
                         f"'{values[text]}', row {number}: {values[number]}); make them one "
                         "kind, e.g. all strings.")
-
-
-def preview(values, limit=5) -> str:
-    """The first values of a list for an error message.
-
-    Example:
-        >>> preview(list(range(8)))
-        '[0, 1, 2, 3, 4, ... (8 in all)]'
-    """
-    # As the user wrote them: 42 and 'a', not np.int64(42) and np.str_('a').
-    values = [v.item() if isinstance(v, np.generic) else v for v in np.asarray(
-        values, dtype=object).ravel()]
-    more = f", ... ({len(values)} in all)" if len(values) > limit else ""
-    return "[" + ", ".join(map(repr, values[:limit])) + more + "]"
 
 
 def _as_index(model: Model, group: str, key: str, values) -> np.ndarray:

@@ -2,7 +2,6 @@
 
 # No `from __future__ import annotations`: equinox reads AbstractVar annotations at runtime.
 import abc
-import math
 
 import equinox as eqx
 import jax
@@ -12,12 +11,11 @@ import numpy as np
 
 from hjax.errors import ModelError
 from hjax.model import constraints as C
-from hjax.model.priors import HalfNormal, LKJCholesky, Prior
-from hjax.model.scalars import plain_number
+from hjax.model import names
+from hjax.model.names import INTERCEPT
+from hjax.model.priors import LKJCholesky
+from hjax.model.scales import DEFAULT_SCALE, AbstractScale, as_scale
 from hjax.model.terms import OBS, AbstractSum, Need, ParamSpec, Term, as_term, key_for
-
-INTERCEPT = "1"
-DEFAULT_SCALE = HalfNormal(1.0)  # a Level's population sd when no `scale` is given
 
 
 def _names(value) -> tuple[str, ...]:
@@ -31,17 +29,6 @@ def _loc(value):
     if isinstance(value, tuple | list):
         return tuple(None if v is None else as_term(v) for v in value)
     return as_term(value)
-
-
-def _fixed_scale_problem(scale) -> str | None:
-    """Why a number given as a Level's `scale` cannot be a population sd, or None."""
-    try:
-        value = float(scale)
-    except (TypeError, ValueError):
-        return f"got {scale!r}; pass a prior (e.g. hj.HalfNormal(1.0)) or a number"
-    if isinstance(scale, bool) or not (math.isfinite(value) and value > 0):
-        return f"a fixed scale must be a finite number > 0; got {scale!r}"
-    return None
 
 
 def _expand_rows(values, outer: int, inner: int):
@@ -61,7 +48,7 @@ class AbstractLevel(Term):
 
     name: eqx.AbstractVar[str]
     group: eqx.AbstractVar[str]
-    scale: eqx.AbstractVar[Prior | float]
+    scale: eqx.AbstractVar[AbstractScale]
     predictors: eqx.AbstractVar[tuple[str, ...]]
     corr: eqx.AbstractVar[LKJCholesky | None]
     centered: eqx.AbstractVar[bool]
@@ -73,25 +60,13 @@ class AbstractLevel(Term):
             raise ModelError(f"{kind} needs a name and a group, both strings; got "
                              f"{self.name!r} and {self.group!r}.")
         where = f"{kind} '{self.name}'"
-        names = self.predictors
-        if not names or len(set(names)) != len(names) or not all(isinstance(x, str)
-                                                                  for x in names):
+        x = self.predictors
+        if not x or len(set(x)) != len(x) or not all(isinstance(name, str) for name in x):
             raise ModelError(
                 f"{where}: `predictors` must be distinct column names (\"1\" for the intercept); "
-                f"got {names!r}."
+                f"got {x!r}."
             )
-        if isinstance(self.scale, tuple) and (
-                len(self.scale) != len(self.predictors) or len(self.predictors) < 2
-                or not all(isinstance(s, Prior) for s in self.scale)):
-            raise ModelError(f"{where}: a tuple `scale` is one prior per predictor, for two or "
-                             f"more predictors; got {self.scale} for {self.predictors}.")
-        for prior in self._scale_priors or ():
-            if not C.positive.contains(prior.support):
-                raise ModelError(
-                    f"{where}: the scale prior must have positive support; got {prior} "
-                    f"({prior.support}). Use e.g. hj.HalfNormal(1.0) or hj.Exponential(1.0)."
-                )
-        problem = None if self._scale_priors else _fixed_scale_problem(self.scale)
+        problem = self.scale.problem(x)
         if problem:
             raise ModelError(f"{where}: {problem}.")
 
@@ -112,43 +87,22 @@ class AbstractLevel(Term):
     def _k(self) -> int:
         return len(self.predictors)
 
-    @property
-    def _scale_priors(self) -> tuple[Prior, ...] | None:
-        """The sd prior of each predictor (a tuple `scale` gives each its own); None when the
-        sd is a fixed number."""
-        if isinstance(self.scale, tuple):
-            return self.scale
-        return (self.scale,) * self._k if isinstance(self.scale, Prior) else None
-
-    def _sd_log_prob(self, p):
-        sd = p[f"{self.name}_sd"]
-        if isinstance(self.scale, tuple):
-            return sum(prior.log_prob(sd[i]) for i, prior in enumerate(self.scale))
-        return jnp.sum(self.scale.log_prob(sd))
-
     def _shape(self, sizes) -> tuple[int, ...]:
         g = sizes[self.group]
         return (g,) if self._k == 1 else (g, self._k)
 
     def _dims(self) -> tuple[str, ...]:
-        return (self.group,) if self._k == 1 else (self.group, f"{self.name}_coef")
+        return (self.group,) if self._k == 1 else (self.group, names.coef_dim(self.name))
 
     def param_specs(self, sizes):
-        coef = () if self._k == 1 else (f"{self.name}_coef",)
-        specs = {}
-        if self._scale_priors:
-            prior = (", ".join(f"{x}: {s.described(DEFAULT_SCALE)}"
-                               for x, s in zip(self.predictors, self.scale, strict=True))
-                     if isinstance(self.scale, tuple) else self.scale.described(DEFAULT_SCALE))
-            specs[f"{self.name}_sd"] = ParamSpec(coef and (self._k,), C.positive, coef,
-                                                 prior=prior)
+        specs = self.scale.specs(self.name, self.predictors)
         if self.corr is not None:
-            dims = (f"{self.name}_coef", f"{self.name}_coef2")
+            dims = (names.coef_dim(self.name), names.coef2_dim(self.name))
             # The prior is named by the correlations it is on (reported as `<name>_corr`).
-            specs[f"{self.name}_corr_chol"] = ParamSpec(
+            specs[names.corr_chol(self.name)] = ParamSpec(
                 (self._k,) * 2, C.corr_cholesky, dims, reported=False,
-                prior=f"{self.corr} on {self.name}_corr")
-        sd = f"{self.name}_sd" if self._scale_priors else f"{self.scale:g}"
+                prior=f"{self.corr} on {names.corr(self.name)}")
+        sd = self.scale.text(self.name)
         mean = self._mean_text()
         if self._k > 1:
             population = f"MvNormal({mean}, {sd}, {'corr' if self.corr else 'independent'})"
@@ -158,7 +112,7 @@ class AbstractLevel(Term):
             specs[self.name] = ParamSpec(self._shape(sizes), C.real, self._dims(),
                                          prior=f"{population}, centered")
         else:
-            specs[f"{self.name}_z"] = ParamSpec(self._shape(sizes), C.real, self._dims(),
+            specs[names.z(self.name)] = ParamSpec(self._shape(sizes), C.real, self._dims(),
                                                 reported=False,
                                                 prior=f"Normal(0, 1), non-centered {population}")
         return specs
@@ -166,13 +120,12 @@ class AbstractLevel(Term):
     def coords(self):
         if self._k == 1:
             return {}
-        coords = {f"{self.name}_coef": self.predictors}
+        coords = {names.coef_dim(self.name): self.predictors}
         if self.corr is not None:
-            names = self.predictors
+            x = self.predictors
             rows, cols = np.tril_indices(self._k, -1)
-            coords[f"{self.name}_pair"] = tuple(
-                f"{names[j]}:{names[i]}" for i, j in zip(rows, cols, strict=True)
-            )
+            coords[names.pair_dim(self.name)] = tuple(
+                f"{x[j]}:{x[i]}" for i, j in zip(rows, cols, strict=True))
         return coords
 
     # --- the population ---------------------------------------------------------------------
@@ -182,14 +135,14 @@ class AbstractLevel(Term):
         return True
 
     def _sd(self, p):
-        return p[f"{self.name}_sd"] if self._scale_priors else jnp.asarray(self.scale)
+        return self.scale.sd(p, self.name)
 
     def _scale_tril(self, p):
         """Cholesky factor of the population covariance (multivariate case)."""
         sd = jnp.broadcast_to(self._sd(p), (self._k,))
         if self.corr is None:
             return jnp.diag(sd)
-        return sd[:, None] * p[f"{self.name}_corr_chol"]
+        return sd[:, None] * p[names.corr_chol(self.name)]
 
     def _from_standard(self, p, data, z):
         """The non-centered map from standard-normal z to the group values."""
@@ -202,24 +155,20 @@ class AbstractLevel(Term):
         """Per-group values: shape (groups,) or (groups, predictors)."""
         if self.centered:
             return p[self.name]
-        return self._from_standard(p, data, p[f"{self.name}_z"])
+        return self._from_standard(p, data, p[names.z(self.name)])
 
     def hyperpriors(self, p):
-        found = {}
-        if self._scale_priors:
-            found[f"{self.name}_sd"] = self._sd_log_prob(p)
+        found = self.scale.log_prob(p, self.name)
         if self.corr is not None:
-            found[f"{self.name}_corr"] = self.corr.log_prob(p[f"{self.name}_corr_chol"])
+            found[names.corr(self.name)] = self.corr.log_prob(p[names.corr_chol(self.name)])
         return found
 
     def log_prior(self, p, data):
         lp = jnp.zeros(())
-        if self._scale_priors:
-            lp += self._sd_log_prob(p)
-        if self.corr is not None:
-            lp += self.corr.log_prob(p[f"{self.name}_corr_chol"])
+        for value in self.hyperpriors(p).values():
+            lp += value
         if not self.centered:
-            return lp + jnp.sum(jss.norm.logpdf(p[f"{self.name}_z"]))
+            return lp + jnp.sum(jss.norm.logpdf(p[names.z(self.name)]))
         values = p[self.name]
         if self._k == 1:
             mean = jnp.broadcast_to(self.population_mean(p, data), values.shape)
@@ -233,28 +182,19 @@ class AbstractLevel(Term):
 
     def sample_prior(self, key, data, sizes, given):
         draws = super().sample_prior(key, data, sizes, given)
-
-        def draw(name, sample):
-            draws[name] = given[name] if name in given else sample(key_for(key, name))
-
-        if isinstance(self.scale, tuple):
-            draw(f"{self.name}_sd", lambda k: jnp.stack(
-                [s.sample(jax.random.fold_in(k, i)) for i, s in enumerate(self.scale)]))
-        elif self._scale_priors:
-            shape = () if self._k == 1 else (self._k,)
-            draw(f"{self.name}_sd", lambda k: self.scale.sample(k, shape))
+        draws |= self.scale.sample_prior(key, self.name, self._k, given)
         if self.corr is not None:
-            if f"{self.name}_corr" in given:
-                given = {**given, f"{self.name}_corr_chol": jnp.linalg.cholesky(
-                    self._corr_matrix(given[f"{self.name}_corr"]))}
-            draw(f"{self.name}_corr_chol", self.corr.sample)
+            corr, chol = names.corr(self.name), names.corr_chol(self.name)
+            draws[chol] = (jnp.linalg.cholesky(self._corr_matrix(given[corr])) if corr in given
+                           else given[chol] if chol in given
+                           else self.corr.sample(key_for(key, chol)))
         if self.name in given:
             values = jnp.broadcast_to(given[self.name], self._shape(sizes))
             z = self._to_standard(draws, data, values)
         else:
-            z = jax.random.normal(key_for(key, f"{self.name}_z"), self._shape(sizes))
+            z = jax.random.normal(key_for(key, names.z(self.name)), self._shape(sizes))
             values = self._from_standard(draws, data, z)
-        draws[self.name if self.centered else f"{self.name}_z"] = values if self.centered else z
+        draws[self.name if self.centered else names.z(self.name)] = values if self.centered else z
         return draws
 
     def _corr_matrix(self, pairs):
@@ -274,16 +214,16 @@ class AbstractLevel(Term):
     def derived(self, p, data, sizes):
         out = {} if self.centered else {self.name: self.group_values(p, data)}
         if self.corr is not None:
-            chol = p[f"{self.name}_corr_chol"]
+            chol = p[names.corr_chol(self.name)]
             # Only the strictly-lower correlations: the diagonal is 1 and the upper a copy, and
             # constant or duplicated entries would distort R-hat and SBC's multiplicity.
-            out[f"{self.name}_corr"] = (chol @ chol.T)[jnp.tril_indices(self._k, -1)]
+            out[names.corr(self.name)] = (chol @ chol.T)[jnp.tril_indices(self._k, -1)]
         return out
 
     def derived_dims(self, sizes):
         out = {} if self.centered else {self.name: self._dims()}
         if self.corr is not None:
-            out[f"{self.name}_corr"] = (f"{self.name}_pair",)
+            out[names.corr(self.name)] = (names.pair_dim(self.name),)
         return out
 
     # --- the predictor ----------------------------------------------------------------------
@@ -340,7 +280,7 @@ class Level(AbstractLevel):
         group: the group column that indexes the values.
         scale: the population sd's prior; `hj.HalfNormal(1)` when none is given
             (`print(model)` marks it "(default)"); a number fixes the sd; a tuple of priors
-            gives each predictor's sd its own.
+            gives each predictor's sd its own (`hjax.model.scales` holds each form's class).
         loc: the population mean, a term per group; None: zero-mean deviations.
         predictors: "1" (an intercept) and/or columns the values multiply (slopes).
         corr: an `hj.LKJCholesky` prior on the correlation of several predictors' values.
@@ -355,8 +295,7 @@ class Level(AbstractLevel):
 
     name: str = eqx.field(static=True)
     group: str = eqx.field(static=True)
-    scale: Prior | float | tuple[Prior, ...] = eqx.field(default=DEFAULT_SCALE,
-                                                         converter=plain_number)
+    scale: AbstractScale = eqx.field(default=DEFAULT_SCALE, converter=as_scale)
     loc: Term | tuple[Term | None, ...] | None = eqx.field(default=None, converter=_loc)
     predictors: tuple[str, ...] = eqx.field(static=True, default=(INTERCEPT,), converter=_names)
     corr: LKJCholesky | None = None
@@ -449,7 +388,7 @@ class Nested(AbstractLevel):
     name: str = eqx.field(static=True)
     group: str = eqx.field(static=True)
     parent: AbstractLevel
-    scale: Prior | float = eqx.field(default=DEFAULT_SCALE, converter=plain_number)
+    scale: AbstractScale = eqx.field(default=DEFAULT_SCALE, converter=as_scale)
     centered: bool = eqx.field(static=True, default=False)
     row_pattern: tuple[int, int] | None = eqx.field(static=True, default=None)  # as Level's
     predictors = (INTERCEPT,)
@@ -462,7 +401,7 @@ class Nested(AbstractLevel):
 
     @property
     def parent_key(self) -> str:
-        return f"{self.group}_in_{self.parent.group}"
+        return names.parent_index(self.group, self.parent.group)
 
     def children(self):
         return (self.parent,)

@@ -1,9 +1,14 @@
-"""Observation models. Each parameter slot takes a term, so any parameter can be hierarchical."""
+"""Observation models. Each parameter slot takes a term, so any parameter can be hierarchical.
+
+A likelihood states what it can do in its own class: censorable (`log_cdf` / `log_survival`,
+for `hj.Censored`) and reducible (sufficient statistics per cell, for the exact reduction of
+`hjax.model.reduction`); wrappers of a likelihood subclass `AbstractWrappedLikelihood`.
+"""
 
 # No `from __future__ import annotations`: equinox reads AbstractClassVar annotations at runtime.
 import abc
 from collections.abc import Callable, Mapping
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 
 import equinox as eqx
 import jax
@@ -12,11 +17,12 @@ import jax.scipy.special as jsp
 import jax.scipy.stats as jss
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
+from scipy.special import gammaln
 
 from hjax.errors import ModelError
 from hjax.model import constraints as C
-from hjax.model.data import preview
 from hjax.model.log1p_exp import log1p_exp
+from hjax.model.preview import preview
 from hjax.model.terms import Const, Data, Term, as_term
 
 
@@ -59,22 +65,57 @@ class Above(NamedTuple):
         return jax.nn.relu(data + self.margin * jnp.abs(data) - value)
 
 
-class Likelihood(eqx.Module):
-    """Base of observation models.
+class Cells(NamedTuple):
+    """The cells of an exact reduction: each row's cell (`index`) and their number (`count`).
+
+    Example:
+        >>> cells = Cells(np.array([0, 1, 0]), 2)
+        >>> cells.sum(np.array([1.0, 2.0, 4.0])), cells.size()
+        (array([5., 2.]), array([2., 1.]))
+    """
+
+    index: np.ndarray
+    count: int
+
+    def sum(self, values: np.ndarray) -> np.ndarray:
+        """The sum of `values` (one per row) over each cell's rows."""
+        return np.bincount(self.index, weights=values, minlength=self.count)
+
+    def size(self) -> np.ndarray:
+        """The number of rows in each cell (float64)."""
+        return self.sum(np.ones(len(self.index)))
+
+
+class AbstractLikelihood(eqx.Module):
+    """Base of observation models (`hj.Likelihood`).
 
     Subclasses declare `parameters` (slot name -> required support) and `observed` (names of the
     fields holding data keys), and implement `log_prob(**observed, **parameters)` (one value per
     observation) and `sample(key, **parameters)`. Host-side checks of the data they read go in
-    `check_observed` (one column) and `check_columns` (several together).
+    `check_observed` (one column) and `check_columns` (several together). Two protocols are
+    optional, each declared in the likelihood's own class (nothing elsewhere lists classes, so
+    a new likelihood's own file is all it takes, plus its export):
+
+    - censorable: implement `log_cdf` (lower and interval limits) and/or `log_survival` (upper
+      ones); `censored_column` names the observed field censored (default: the first) and
+      `deadline_slot` the slot an upper limit must exceed (RT models: "t0"; the limit is then
+      a deadline, and a value past it is refused). `hj.Censored` checks this when built.
+    - reducible: name `statistics` and implement `cell_statistics` (their values per cell, on
+      the host), `reduced_log_prob` (a cell's log density from them) and set
+      `statistics_description`; `hj.sample` then fits rows that share their slots as cells.
 
     Example:
         >>> lik = hj.Gaussian(mu=hj.Fixed("b0"), sigma=1.0)
-        >>> lik.observed_keys()
-        {'y': 'y'}
+        >>> lik.observed_keys(), sorted(lik.censorable()), lik.statistics
+        ({'y': 'y'}, ['log_cdf', 'log_survival'], ('n', 'mean', 'ss'))
     """
 
     parameters: eqx.AbstractClassVar[dict[str, C.Support]]
     observed: eqx.AbstractClassVar[tuple[str, ...]]
+    censored_column: ClassVar[str | None] = None
+    deadline_slot: ClassVar[str | None] = None
+    statistics: ClassVar[tuple[str, ...]] = ()
+    statistics_description: ClassVar[str] = ""
 
     def terms(self) -> dict[str, Term]:
         return {name: getattr(self, name) for name in self.parameters}
@@ -117,6 +158,21 @@ class Likelihood(eqx.Module):
         raise NotImplementedError(f"{type(self).__name__} has no survival function: it "
                                   "cannot be censored.")
 
+    def censorable(self) -> frozenset[str]:
+        """Which of `log_cdf` and `log_survival` the likelihood implements."""
+        return frozenset(name for name in ("log_cdf", "log_survival")
+                         if getattr(type(self), name) is not getattr(AbstractLikelihood, name))
+
+    def cell_statistics(self, y: np.ndarray, cells: Cells,
+                        rows: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The `statistics` of each cell of one dataset's observed column `y` (float64, host);
+        `rows` holds the other columns, row by row (e.g. Binomial's trials)."""
+        raise NotImplementedError(f"{type(self).__name__} has no sufficient statistics.")
+
+    def reduced_log_prob(self, stats: Mapping[str, Array], **params) -> Array:
+        """The log density of each cell's rows, from its `stats` and the slots' values."""
+        raise NotImplementedError(f"{type(self).__name__} has no sufficient statistics.")
+
     def data_bounds(self) -> dict[str, Below | Above]:
         """Bounds the data put on parameter slots (slot -> `Below` / `Above`): where broken, an
         observation has zero likelihood. The start search keeps chains inside them."""
@@ -133,6 +189,57 @@ class Likelihood(eqx.Module):
         lines = [f"{type(self).__name__} likelihood on {obs}"]
         lines += [f"  {name} = {term}" for name, term in self.terms().items()]
         return "\n".join(lines)
+
+
+Likelihood = AbstractLikelihood  # the name before the `Abstract*` bases
+
+
+class AbstractWrappedLikelihood(AbstractLikelihood):
+    """Base of likelihoods that wrap another (`hj.Censored`, a reduced likelihood), as
+    diffrax's `AbstractWrappedSolver`: it forwards the slots, observed columns, supports, data
+    bounds, extra columns and data checks to `likelihood`, so a wrapper overrides only what it
+    changes. It forwards neither protocol: a wrapper is censorable or reducible only by its own
+    methods.
+
+    Example:
+        >>> lik = hj.Censored(hj.Gaussian(mu=hj.Fixed("b0"), sigma=1.0), lower="lod")
+        >>> lik.slot_supports() == lik.likelihood.slot_supports(), lik.statistics
+        (True, ())
+    """
+
+    likelihood: AbstractLikelihood
+
+    @property
+    def parameters(self):
+        return self.likelihood.parameters
+
+    @property
+    def observed(self):
+        return self.likelihood.observed
+
+    def terms(self):
+        return self.likelihood.terms()
+
+    def slot_supports(self):
+        return self.likelihood.slot_supports()
+
+    def observed_keys(self):
+        return self.likelihood.observed_keys()
+
+    def data_keys(self):
+        return self.likelihood.data_keys()
+
+    def needs(self):
+        return self.likelihood.needs()
+
+    def data_bounds(self):
+        return self.likelihood.data_bounds()
+
+    def check_observed(self, name, values):
+        return self.likelihood.check_observed(name, values)
+
+    def check_columns(self, data):
+        return self.likelihood.check_columns(data)
 
 
 def _count_problem(values) -> str | None:
@@ -167,7 +274,7 @@ def count_excess(key: str, trials: Term, data: Mapping[str, np.ndarray]) -> str 
             "line up row by row.")
 
 
-class Gaussian(Likelihood):
+class Gaussian(AbstractLikelihood):
     """y ~ Normal(mu, sigma) (named Gaussian, as in brms, to keep `hj.Normal` for the prior).
 
     Example:
@@ -184,9 +291,21 @@ class Gaussian(Likelihood):
 
     parameters = {"mu": C.real, "sigma": C.positive}
     observed = ("y",)
+    statistics = ("n", "mean", "ss")
+    statistics_description = "n, mean, sum of squares"
 
     def log_prob(self, y, mu, sigma):
         return jss.norm.logpdf(y, mu, sigma)
+
+    def cell_statistics(self, y, cells, rows):
+        n = cells.size()
+        mean = cells.sum(y) / n
+        return {"n": n, "mean": mean, "ss": cells.sum((y - mean[cells.index]) ** 2)}
+
+    def reduced_log_prob(self, stats, mu, sigma):
+        n = stats["n"]
+        return (-n * (jnp.log(sigma) + 0.5 * jnp.log(2 * jnp.pi))
+                - (stats["ss"] + n * (stats["mean"] - mu) ** 2) / (2 * sigma**2))
 
     def log_cdf(self, value, mu, sigma):
         return jss.norm.logcdf(value, mu, sigma)
@@ -198,7 +317,7 @@ class Gaussian(Likelihood):
         return {"y": mu + sigma * jax.random.normal(key, jnp.shape(mu + sigma))}
 
 
-class BernoulliLogit(Likelihood):
+class BernoulliLogit(AbstractLikelihood):
     """y in {0, 1} with P(y = 1) = logistic(logit_p).
 
     Example:
@@ -212,10 +331,18 @@ class BernoulliLogit(Likelihood):
 
     parameters = {"logit_p": C.real}
     observed = ("y",)
+    statistics = ("n", "sum")
+    statistics_description = "n, number of ones"
 
     def log_prob(self, y, logit_p):
         # = y log(sigmoid(x)) + (1 - y) log(sigmoid(-x)), with one softplus instead of two.
         return y * logit_p - log1p_exp(logit_p)
+
+    def cell_statistics(self, y, cells, rows):
+        return {"n": cells.size(), "sum": cells.sum(y)}
+
+    def reduced_log_prob(self, stats, logit_p):
+        return stats["sum"] * logit_p - stats["n"] * log1p_exp(logit_p)
 
     def sample(self, key, logit_p):
         return {"y": jax.random.bernoulli(key, jax.nn.sigmoid(logit_p)).astype(jnp.int32)}
@@ -224,7 +351,7 @@ class BernoulliLogit(Likelihood):
         return None if np.all((values == 0) | (values == 1)) else "must be 0 or 1"
 
 
-class Binomial(Likelihood):
+class Binomial(AbstractLikelihood):
     """y successes in `trials` with logit-probability `logit_p`; trials are data or a whole number.
 
     Example:
@@ -242,10 +369,22 @@ class Binomial(Likelihood):
 
     parameters = {"logit_p": C.real, "trials": C.counts}
     observed = ("y",)
+    statistics = ("n", "sum", "log_choose")
+    statistics_description = "successes, sum of log binomial coefficients"
 
     def log_prob(self, y, logit_p, trials):
         log_choose = jsp.gammaln(trials + 1) - jsp.gammaln(y + 1) - jsp.gammaln(trials - y + 1)
         return log_choose + y * logit_p - trials * log1p_exp(logit_p)
+
+    def cell_statistics(self, y, cells, rows):
+        # The slots are alike within a cell, trials included: its rows' trials are one number.
+        trials = np.broadcast_to(np.asarray(self.trials({}, rows), dtype=float), y.shape)
+        log_choose = gammaln(trials + 1) - gammaln(y + 1) - gammaln(trials - y + 1)
+        return {"n": cells.size(), "sum": cells.sum(y), "log_choose": cells.sum(log_choose)}
+
+    def reduced_log_prob(self, stats, logit_p, trials):
+        return (stats["log_choose"] + stats["sum"] * logit_p
+                - stats["n"] * trials * log1p_exp(logit_p))
 
     def sample(self, key, logit_p, trials):
         shape = jnp.shape(logit_p + trials)
@@ -260,7 +399,7 @@ class Binomial(Likelihood):
         return count_excess(self.y, self.trials, data)
 
 
-class Poisson(Likelihood):
+class Poisson(AbstractLikelihood):
     """Counts y ~ Poisson(exp(log_rate)).
 
     Example:
@@ -274,9 +413,17 @@ class Poisson(Likelihood):
 
     parameters = {"log_rate": C.real}
     observed = ("y",)
+    statistics = ("n", "sum", "log_factorial")
+    statistics_description = "n, sum, sum of log factorials"
 
     def log_prob(self, y, log_rate):
         return y * log_rate - jnp.exp(log_rate) - jsp.gammaln(y + 1)
+
+    def cell_statistics(self, y, cells, rows):
+        return {"n": cells.size(), "sum": cells.sum(y), "log_factorial": cells.sum(gammaln(y + 1))}
+
+    def reduced_log_prob(self, stats, log_rate):
+        return stats["sum"] * log_rate - stats["n"] * jnp.exp(log_rate) - stats["log_factorial"]
 
     def log_cdf(self, value, log_rate):
         # P(Y <= k) = Q(k + 1, rate), the regularized upper incomplete gamma function; floored
@@ -297,7 +444,7 @@ class Poisson(Likelihood):
         return _count_problem(values)
 
 
-class Custom(Likelihood):
+class Custom(AbstractLikelihood):
     """A user-supplied observation model: any pure JAX log density.
 
     `log_prob(**observed, **params)` returns one log density per observation; `sample(key,

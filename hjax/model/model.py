@@ -15,8 +15,9 @@ from jaxtyping import Array, Float, PRNGKeyArray
 
 from hjax.errors import DataError, ModelError
 from hjax.model import constraints as C
-from hjax.model.data import OBSERVED_ROWS, n_observations, prepare_data, preview
-from hjax.model.likelihoods import Likelihood, slot_problem
+from hjax.model.data import OBSERVED_ROWS, n_observations, prepare_data
+from hjax.model.likelihoods import AbstractLikelihood, slot_problem
+from hjax.model.preview import preview
 from hjax.model.terms import OBS, Data, Deterministic, Need, ParamSpec, Term
 
 Position = dict[str, Array]
@@ -95,13 +96,13 @@ class Model(eqx.Module):
         ((), True)
     """
 
-    likelihood: Likelihood
+    likelihood: AbstractLikelihood
     group_coords: tuple[tuple[str, tuple], ...] = eqx.field(static=True)
     missing: bool = eqx.field(static=True, default=False)
 
-    def __init__(self, likelihood: Likelihood, coords: Mapping[str, int | Sequence] | None = None,
-                 *, missing: bool = False):
-        if not isinstance(likelihood, Likelihood):
+    def __init__(self, likelihood: AbstractLikelihood,
+                 coords: Mapping[str, int | Sequence] | None = None, *, missing: bool = False):
+        if not isinstance(likelihood, AbstractLikelihood):
             raise ModelError(f"Expected a hj likelihood (e.g. hj.Gaussian); got {likelihood!r}.")
         coords = {} if coords is None else coords
         if not isinstance(coords, Mapping):
@@ -384,11 +385,9 @@ class Model(eqx.Module):
         for name, s in specs.items():
             shape = "x".join(map(str, s.shape)) or "scalar"
             lines.append(f"  {name:<{width}}  {shape:<8} {str(s.constraint):<14} ~ {s.prior}")
-        from hjax.model.reduction import DESCRIBED  # it builds models: imported when printing
-
-        if type(self.likelihood) in DESCRIBED and not self.missing:
+        if self.likelihood.statistics and not self.missing:
             lines.append(f"reducible: rows alike but for the outcome are fitted as cells "
-                         f"({DESCRIBED[type(self.likelihood)]})\n"
+                         f"({self.likelihood.statistics_description})\n"
                          "  where the cells are at most half the rows; a fit's attrs say "
                          "(`reduction`)")
         named = [t for t in self.terms() if isinstance(t, Deterministic)]

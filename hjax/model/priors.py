@@ -25,7 +25,7 @@ from hjax.model import constraints as C
 from hjax.model.scalars import plain_fields
 
 
-class Prior(eqx.Module):
+class AbstractPrior(eqx.Module):
     """A distribution over one parameter's values (elementwise unless stated).
 
     Subclasses declare `support` (a class attribute, or a property where it depends on the
@@ -37,7 +37,7 @@ class Prior(eqx.Module):
         (3,)
     """
 
-    support: eqx.AbstractVar[C.Constraint]
+    support: eqx.AbstractVar[C.AbstractConstraint]
     positive_fields: ClassVar[tuple[str, ...]] = ()
 
     def __post_init__(self):
@@ -66,7 +66,7 @@ class Prior(eqx.Module):
         fields = ", ".join(f"{getattr(self, f.name):g}" for f in dataclasses.fields(self))
         return f"{type(self).__name__}({fields})"
 
-    def described(self, default: "Prior") -> str:
+    def described(self, default: "AbstractPrior") -> str:
         """The prior as `print(model)` shows it: marked when it is the block's default.
 
         Example:
@@ -76,7 +76,10 @@ class Prior(eqx.Module):
         return f"{self} (default)" if self == default else str(self)
 
 
-class AbstractSymmetric(Prior):
+Prior = AbstractPrior  # its name before the Abstract* convention, kept as an alias
+
+
+class AbstractSymmetric(AbstractPrior):
     """A family symmetric about `loc` (Normal, Student-t, Cauchy), full or folded at 0.
 
     The full form draws `loc + scale * z`, z from the family's standard member; the half form
@@ -214,7 +217,7 @@ class HalfCauchy(AbstractSymmetric):
     _standard, _logpdf = Cauchy._standard, Cauchy._logpdf
 
 
-class Exponential(Prior):
+class Exponential(AbstractPrior):
     """Exponential(rate) on (0, inf).
 
     Example:
@@ -233,7 +236,7 @@ class Exponential(Prior):
         return jax.random.exponential(key, shape) / self.rate
 
 
-class Gamma(Prior):
+class Gamma(AbstractPrior):
     """Gamma(shape, rate) on (0, inf).
 
     Example:
@@ -253,7 +256,7 @@ class Gamma(Prior):
         return jax.random.gamma(key, self.concentration, shape) / self.rate
 
 
-class LogNormal(Prior):
+class LogNormal(AbstractPrior):
     """exp(Normal(loc, scale)) on (0, inf).
 
     Example:
@@ -273,7 +276,7 @@ class LogNormal(Prior):
         return jnp.exp(self.loc + self.scale * jax.random.normal(key, shape))
 
 
-class Beta(Prior):
+class Beta(AbstractPrior):
     """Beta(a, b) on (0, 1).
 
     Example:
@@ -293,7 +296,7 @@ class Beta(Prior):
         return jax.random.beta(key, self.a, self.b, shape)
 
 
-class Uniform(Prior):
+class Uniform(AbstractPrior):
     """Uniform(low, high).
 
     Example:
@@ -319,7 +322,7 @@ class Uniform(Prior):
         return jax.random.uniform(key, shape, minval=self.low, maxval=self.high)
 
 
-class LKJCholesky(Prior):
+class LKJCholesky(AbstractPrior):
     """LKJ(eta) prior on a correlation matrix, as a density over its Cholesky factor.
 
     The density is over the K(K-1)/2 strictly-lower entries of L (Stan's `lkj_corr_cholesky`),

@@ -8,8 +8,8 @@ inner = 10) or the groups in turn (the items of persons x items: outer = persons
 `values[data[group]]` is `values` broadcast, and the gradient sums instead of scattering. On
 a cheap gradient the gather and its transpose, a scatter-add, are two of the costliest kernels
 of a leapfrog step, and a scatter keeps XLA:CPU from compiling the sampler's loop into one
-kernel (`hjax.inference.one_kernel`): broadcasting cut the crossed Bernoulli model's sampling
-time by 26 % (4.95 -> 3.65 s at D = 64, one lane per CPU device instead of 4). The log
+kernel (`hjax.inference.run.one_kernel`); what broadcasting saves is in
+scripts/bench/RESULTS.md (one lane per CPU device instead of 4). The log
 density and its gradient are the same numbers, to the rounding of the gradient's sums.
 
 Example:

@@ -1,4 +1,5 @@
-"""The `Term` protocol: a piece of a linear predictor that may own parameters.
+"""The `AbstractTerm` protocol (`hj.Term`): a piece of a linear predictor that may own
+parameters.
 
 A model is a tree of terms under a likelihood. Each term owns some named parameters (their
 shapes, supports and priors) and knows how to (a) add its prior log density, (b) draw its
@@ -31,7 +32,7 @@ class ParamSpec(NamedTuple):
     """A free parameter: constrained shape, support, dims (names of axes) and whether reported."""
 
     shape: tuple[int, ...]
-    constraint: C.Constraint
+    constraint: C.AbstractConstraint
     dims: tuple[str, ...]
     reported: bool = True
     prior: str = ""
@@ -45,12 +46,12 @@ class Need:
     key: str
     context: str
     index_of: str | None = None
-    support: C.Support = C.real
+    support: C.AbstractSupport = C.real
     user: str = ""
     missing: str | None = None  # NaN allowed: one per member of this group (`Imputed`)
 
 
-class Term(eqx.Module):
+class AbstractTerm(eqx.Module):
     """A piece of a predictor: evaluated per observation, it may own parameters.
 
     Subclasses implement `__call__` and `__str__` and override the hooks they use; the defaults
@@ -62,7 +63,7 @@ class Term(eqx.Module):
         ('Sum', 'b0 + u[group]')
     """
 
-    def children(self) -> tuple["Term", ...]:
+    def children(self) -> tuple["AbstractTerm", ...]:
         return ()
 
     def param_specs(self, sizes: dict[str, int]) -> dict[str, ParamSpec]:
@@ -105,7 +106,7 @@ class Term(eqx.Module):
         """Data this term (and its children) read when evaluated in `context`."""
         return [need for child in self.children() for need in child.needs(context)]
 
-    def support(self) -> C.Support:
+    def support(self) -> C.AbstractSupport:
         """Support of the term's value (used to check a likelihood parameter's slot)."""
         return C.real
 
@@ -124,32 +125,35 @@ class Term(eqx.Module):
 
     # The algebra: sums, differences, negation, products and quotients of terms, numbers and
     # data columns. Each builds a term whose value is computed once per evaluation.
-    def __add__(self, other: "Term | float") -> "Term":
+    def __add__(self, other: "AbstractTerm | float") -> "AbstractTerm":
         return Sum((self, as_term(other)))
 
-    def __radd__(self, other: "Term | float") -> "Term":
+    def __radd__(self, other: "AbstractTerm | float") -> "AbstractTerm":
         return Sum((as_term(other), self))
 
-    def __sub__(self, other: "Term | float") -> "Term":
+    def __sub__(self, other: "AbstractTerm | float") -> "AbstractTerm":
         return Sum((self, -as_term(other)))
 
-    def __rsub__(self, other: "Term | float") -> "Term":
+    def __rsub__(self, other: "AbstractTerm | float") -> "AbstractTerm":
         return Sum((as_term(other), -self))
 
-    def __neg__(self) -> "Term":
+    def __neg__(self) -> "AbstractTerm":
         return Neg(self)
 
-    def __mul__(self, other: "Term | float") -> "Term":
+    def __mul__(self, other: "AbstractTerm | float") -> "AbstractTerm":
         return Product((self, as_term(other)))
 
-    def __rmul__(self, other: "Term | float") -> "Term":
+    def __rmul__(self, other: "AbstractTerm | float") -> "AbstractTerm":
         return Product((as_term(other), self))
 
-    def __truediv__(self, other: "Term | float") -> "Term":
+    def __truediv__(self, other: "AbstractTerm | float") -> "AbstractTerm":
         return Quotient(self, as_term(other))
 
-    def __rtruediv__(self, other: "Term | float") -> "Term":
+    def __rtruediv__(self, other: "AbstractTerm | float") -> "AbstractTerm":
         return Quotient(as_term(other), self)
+
+
+Term = AbstractTerm  # its name before the Abstract* convention, kept as an alias
 
 
 def key_for(key: PRNGKeyArray, name: str) -> PRNGKeyArray:
@@ -160,7 +164,7 @@ def key_for(key: PRNGKeyArray, name: str) -> PRNGKeyArray:
     return jax.random.fold_in(key, zlib.crc32(name.encode()))
 
 
-class Const(Term):
+class Const(AbstractTerm):
     """A fixed number; a number given for a term becomes one.
 
     Example:
@@ -181,7 +185,7 @@ class Const(Term):
         return f"{self.value:g}"
 
 
-class Data(Term):
+class Data(AbstractTerm):
     """A data column used as is (e.g. known measurement sds).
 
     Example:
@@ -209,7 +213,7 @@ class Data(Term):
         return f"data[{self.key}]"
 
 
-class _DataSupport(C.Support):
+class _DataSupport(C.AbstractSupport):
     """Support of data columns: checked against the slot's support when data arrive."""
 
     def check(self, values):
@@ -222,10 +226,10 @@ class _DataSupport(C.Support):
 _DATA = _DataSupport()
 
 
-class AbstractSum(Term):
+class AbstractSum(AbstractTerm):
     """Terms added into one predictor: the shared code of `Sum` and `Crossed`."""
 
-    terms: eqx.AbstractVar[tuple[Term, ...]]
+    terms: eqx.AbstractVar[tuple[AbstractTerm, ...]]
 
     def children(self):
         return self.terms
@@ -256,7 +260,7 @@ class Sum(AbstractSum):
         hjax.errors.ModelError: 'b0' and 'b1' each carry an intercept (a free overall mean), ...
     """
 
-    terms: tuple[Term, ...]
+    terms: tuple[AbstractTerm, ...]
 
     def __init__(self, terms):
         flat = []
@@ -277,18 +281,18 @@ class Sum(AbstractSum):
             )
 
 
-def _grouped(term: Term) -> str:
+def _grouped(term: AbstractTerm) -> str:
     """The term as a factor or a subtrahend prints it: in parentheses if it is a sum."""
     return f"({term})" if isinstance(term, AbstractSum | Neg) else str(term)
 
 
-def _positive(term: Term) -> bool:
+def _positive(term: AbstractTerm) -> bool:
     if isinstance(term, Const):
         return term.value > 0
     return C.positive.contains(term.support())
 
 
-class Neg(Term):
+class Neg(AbstractTerm):
     """A term negated: `-b`, and `theta - b` is `theta + Neg(b)`.
 
     Example:
@@ -296,7 +300,7 @@ class Neg(Term):
         theta[person] - b[item]
     """
 
-    term: Term
+    term: AbstractTerm
 
     def children(self):
         return (self.term,)
@@ -314,7 +318,7 @@ class Neg(Term):
         return f"-{_grouped(self.term)}"
 
 
-class Product(Term):
+class Product(AbstractTerm):
     """Terms multiplied: a number or a data column times a term (`2 * b`, `x * b`), or terms
     times terms (the 2PL model's `a * (theta - b)`).
 
@@ -327,7 +331,7 @@ class Product(Term):
         exp(log_a[item]) * (theta[person] - b[item])
     """
 
-    factors: tuple[Term, ...]
+    factors: tuple[AbstractTerm, ...]
 
     def __init__(self, factors):
         flat = []
@@ -355,7 +359,7 @@ class Product(Term):
         return " * ".join(_grouped(f) for f in self.factors)
 
 
-class Quotient(Term):
+class Quotient(AbstractTerm):
     """A term divided by another, a number or a data column (`b / 2`, `y_sd / n`).
 
     Example:
@@ -363,8 +367,8 @@ class Quotient(Term):
         b / data[n]
     """
 
-    numerator: Term
-    denominator: Term
+    numerator: AbstractTerm
+    denominator: AbstractTerm
 
     def children(self):
         return (self.numerator, self.denominator)
@@ -392,10 +396,10 @@ _LINKS = {
 }
 
 
-class Link(Term):
+class Link(AbstractTerm):
     """An inverse link applied to a predictor, e.g. `hj.exp(b0 + u)` for a positive sigma."""
 
-    term: Term
+    term: AbstractTerm
     name: str = eqx.field(static=True)
 
     def __check_init__(self):
@@ -415,12 +419,12 @@ class Link(Term):
         return f"{self.name}({self.term})"
 
 
-def _link(term, name: str, report: str | None) -> Term:
+def _link(term, name: str, report: str | None) -> AbstractTerm:
     link = Link(as_term(term), name)
     return link if report is None else Deterministic(report, link)
 
 
-def exp(term: Term, name: str | None = None) -> Term:
+def exp(term: AbstractTerm, name: str | None = None) -> AbstractTerm:
     """exp(term): a positive parameter from a linear predictor; `name` reports its value.
 
     Example:
@@ -432,7 +436,7 @@ def exp(term: Term, name: str | None = None) -> Term:
     return _link(term, "exp", name)
 
 
-def softplus(term: Term, name: str | None = None) -> Term:
+def softplus(term: AbstractTerm, name: str | None = None) -> AbstractTerm:
     """softplus(term): a positive parameter from a predictor; `name` reports its value.
 
     Example:
@@ -442,7 +446,7 @@ def softplus(term: Term, name: str | None = None) -> Term:
     return _link(term, "softplus", name)
 
 
-def inv_logit(term: Term, name: str | None = None) -> Term:
+def inv_logit(term: AbstractTerm, name: str | None = None) -> AbstractTerm:
     """logistic(term): a parameter in (0, 1) from a linear predictor; `name` reports its value.
 
     Example:
@@ -452,7 +456,7 @@ def inv_logit(term: Term, name: str | None = None) -> Term:
     return _link(term, "inv_logit", name)
 
 
-class Deterministic(Term):
+class Deterministic(AbstractTerm):
     """A term reported in the posterior (and in simulated truths) under `name`: a scalar, or
     one value per group of the one group it is indexed by (`alpha = mu + u` per county).
 
@@ -467,7 +471,7 @@ class Deterministic(Term):
     """
 
     name: str = eqx.field(static=True)
-    term: Term = eqx.field(converter=lambda v: as_term(v))
+    term: AbstractTerm = eqx.field(converter=lambda v: as_term(v))
 
     def __check_init__(self):
         per_row = [need.key for need in self.term.needs(OBS) if need.index_of is None]
@@ -508,14 +512,14 @@ class Deterministic(Term):
         return self.name
 
 
-def as_term(value: Term | float | int) -> Term:
+def as_term(value: AbstractTerm | float | int) -> AbstractTerm:
     """Numbers become `Const`; terms pass through.
 
     Example:
         >>> as_term(1), as_term(hj.Data("x"))
         (Const(value=1.0), Data(key='x'))
     """
-    if isinstance(value, Term):
+    if isinstance(value, AbstractTerm):
         return value
     if isinstance(value, numbers.Real) and not isinstance(value, bool):
         return Const(float(value))

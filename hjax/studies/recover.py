@@ -10,7 +10,7 @@ import numpy as np
 import xarray as xr
 
 from hjax.errors import DataError, ModelError
-from hjax.inference.keys import as_key
+from hjax.inference.nuts.keys import as_key
 from hjax.model.fixed import Fixed
 from hjax.model.level import Level
 from hjax.model.likelihoods import Gaussian
@@ -136,10 +136,7 @@ def _scale_names(model, level) -> dict[str, str | float] | None:
     sigma = model.likelihood.terms().get("sigma")
     if not (isinstance(sigma, Fixed) and sigma.has_intercept()):
         return None
-    # A number for `scale` fixes the population sd; a prior makes it the parameter `<name>_sd`.
-    fixed = not hasattr(level.scale, "log_prob")
-    return {"group_sd": float(level.scale) if fixed else f"{level.name}_sd",
-            "noise_sd": sigma.name}
+    return {"group_sd": level.scale.named(level.name), "noise_sd": sigma.name}
 
 
 def _scale_means(post: xr.Dataset, scales: dict[str, str | float] | None,

@@ -8,13 +8,13 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from hjax.inference.diagnostics import RHAT_LIMIT
+from hjax.settings import RHAT_LIMIT
 from hjax.studies.calibration import uniformity_test
 from hjax.studies.metrics import grid_points, recovery_metrics
 from hjax.studies.plots import plot_ecdf_diff, plot_rank_hist, plot_recovery, plot_shrinkage
 from hjax.studies.status import summarize_missing
 
-__all__ = ["write_report"]
+__all__ = ["escalation_summary", "rhat_limit", "write_report"]
 
 MAX_ROWS = 40  # per-variable tables longer than this are summarized per parameter only
 MAX_RANK_PANELS = 16  # a 4 x 4 grid; the ECDF figure shows every variable
@@ -102,20 +102,35 @@ def _calibration_of_passing(table: xr.Dataset, test: xr.Dataset) -> list[str]:
                      "passing fits: smallest adjusted p", "rejected"], rows)]
 
 
+def rhat_limit(table: xr.Dataset) -> float:
+    """The largest R-hat the study allowed its fits (its `escalation.max_rhat`, which
+    `hj.sbc` and `hj.recover` record in the table's attrs), or the default.
+
+    Example:
+        >>> rhat_limit(xr.Dataset(attrs={"rhat_limit": 1.05})), rhat_limit(xr.Dataset())
+        (1.05, 1.01)
+    """
+    return float(table.attrs.get("rhat_limit", RHAT_LIMIT))
+
+
 def escalation_summary(table: xr.Dataset) -> dict[str, float] | None:
     """Fractions of fits with problems at their first attempt and after escalation, and how
-    many were refitted and still fail (None when the table has no attempts).
+    many were refitted and still fail (None when the table has no attempts); R-hat is judged
+    by the study's limit (`rhat_limit`).
 
     Example:
         >>> table = hj.sbc(model, design, n_datasets=8, key=0, chains=2, warmup=100,
-        ...                draws=50, escalation={"attempts": 1})
+        ...                draws=50, escalation={"attempts": 1, "max_rhat": 1.05})
         >>> list(escalation_summary(table))  # doctest: +NORMALIZE_WHITESPACE
         ['refitted', 'still failing', 'stuck before', 'stuck after', 'divergent before',
-         'divergent after', 'R-hat above 1.01 before', 'R-hat above 1.01 after']
+         'divergent after', 'R-hat limit', 'R-hat above the limit before',
+         'R-hat above the limit after']
+        >>> escalation_summary(table)["R-hat limit"]
+        1.05
     """
     if "attempt_divergences" not in table:
         return None
-    first = table.isel(attempt=0)
+    first, limit = table.isel(attempt=0), rhat_limit(table)
     return {
         "refitted": int((table["attempts"] > 1).sum()),
         "still failing": int((~table["passed"]).sum()),
@@ -123,8 +138,9 @@ def escalation_summary(table: xr.Dataset) -> dict[str, float] | None:
         "stuck after": float((table["stuck_chains"] > 0).mean()),
         "divergent before": float((first["attempt_divergences"] > 0).mean()),
         "divergent after": float((table["divergences"] > 0).mean()),
-        "R-hat above 1.01 before": float((~(first["attempt_max_rhat"] <= RHAT_LIMIT)).mean()),
-        "R-hat above 1.01 after": float((~(table["max_rhat"] <= RHAT_LIMIT)).mean()),
+        "R-hat limit": limit,
+        "R-hat above the limit before": float((~(first["attempt_max_rhat"] <= limit)).mean()),
+        "R-hat above the limit after": float((~(table["max_rhat"] <= limit)).mean()),
     }
 
 
@@ -212,9 +228,9 @@ def _diagnostics(table: xr.Dataset, diagnostics: xr.Dataset) -> list[str]:
                   f"{summary['stuck before']:.3f} / {summary['stuck after']:.3f}"),
                  ("share with divergences: first fit / after refits",
                   f"{summary['divergent before']:.3f} / {summary['divergent after']:.3f}"),
-                 ("share with R-hat > 1.01: first fit / after refits",
-                  f"{summary['R-hat above 1.01 before']:.3f} / "
-                  f"{summary['R-hat above 1.01 after']:.3f}")]
+                 (f"share with R-hat > {summary['R-hat limit']:g}: first fit / after refits",
+                  f"{summary['R-hat above the limit before']:.3f} / "
+                  f"{summary['R-hat above the limit after']:.3f}")]
     lines = ["## Fit diagnostics", "", *_table(["", "value"], rows)]
     lines += [f"Failed or divergent fits are kept: all {n} datasets enter the tables above "
               "(dropping them would bias SBC).", ""]

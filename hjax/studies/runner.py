@@ -17,6 +17,7 @@ import importlib.metadata
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import jax
 import jax.numpy as jnp
@@ -24,23 +25,30 @@ import numpy as np
 import xarray as xr
 
 from hjax.errors import BatchesFailedError, ConfigError, ModelError, StudyDirectoryError
-from hjax.inference.diagnostics import DIAGNOSTICS
-from hjax.inference.predictive import loo_per_dataset, posterior_predictive, prior_sensitivity
-from hjax.inference.sample import sample
-from hjax.inference.samplers import sampler_for
-from hjax.settings import StudySettings
+from hjax.inference.run.sample import sample
+from hjax.inference.workflow.diagnostics import DIAGNOSTICS
+from hjax.inference.workflow.predictive import (
+    loo_per_dataset,
+    posterior_predictive,
+    prior_sensitivity,
+)
+from hjax.settings import RHAT_LIMIT, StudySettings
 from hjax.studies.ranks import sbc_ranks
 from hjax.studies.store import FORMAT, Batch, Store, batches
 
-__all__ = ["combine", "merge_directory", "parse_shard", "prior_variance", "run_study",
-           "truths_dataset"]
+if TYPE_CHECKING:
+    from hjax.model.model import Model
+
+__all__ = ["combine", "merge_directory", "parse_shard", "prior_variance", "rhat_limit",
+           "run_study", "truths_dataset"]
 
 PRIOR_DRAWS = 4000  # prior draws behind each parameter's prior variance (contraction)
 
 Extra = Callable[[xr.DataTree, dict, np.ndarray], xr.Dataset]
 
 
-def truths_dataset(model, truths: Mapping[str, np.ndarray], indices: np.ndarray) -> xr.Dataset:
+def truths_dataset(model: Model, truths: Mapping[str, np.ndarray],
+                   indices: np.ndarray) -> xr.Dataset:
     """Reported parameter values as a Dataset with dims (dataset, *param dims).
 
     Example:
@@ -58,7 +66,7 @@ def truths_dataset(model, truths: Mapping[str, np.ndarray], indices: np.ndarray)
     return xr.Dataset(variables, coords={"dataset": indices})
 
 
-def prior_variance(model, design: dict, key, n: int = PRIOR_DRAWS) -> xr.Dataset:
+def prior_variance(model: Model, design: dict, key, n: int = PRIOR_DRAWS) -> xr.Dataset:
     """Each reported value's variance over `n` prior draws given the (prepared) design: the
     denominator of posterior contraction, the same for every dataset and batch.
 
@@ -103,14 +111,14 @@ def _manifest(model, fit_model, design, n_datasets, settings, key, given, labels
             k.encode() + np.ascontiguousarray(v).tobytes()
             for k, v in sorted(arrays.items()))).hexdigest()
 
-    layout = sampler_for(settings).layout(min(settings.batch_size, n_datasets),
-                                          chains=settings.chains,
-                                          batch_size=settings.batch_size,
-                                          devices=settings.devices)._asdict()
-    if settings.sampler == "nuts" and settings.lanes is None:
-        layout["lanes"] = None  # chosen by `hj.sample` from the fitted model and the backend
+    # What the sampler chooses from the fitted model (`for_model`) is None here.
+    layout = settings.sampler.planned_layout(min(settings.batch_size, n_datasets),
+                                             chains=settings.chains,
+                                             batch_size=settings.batch_size,
+                                             devices=settings.devices)
     return {
-        # 3: batch files carry the study's fingerprint (batches of format 2 carry none).
+        # 3: batch files carry the study's fingerprint (batches of format 2 carry none);
+        # 4: settings record the sampler and init as {"name": ..., **options}.
         "format": FORMAT, "model": str(model), "fit_model": str(fit_model),
         "design": {k: list(np.shape(v)) for k, v in sorted(design.items())},
         "design_digest": digest(design), "n_datasets": n_datasets,
@@ -159,7 +167,7 @@ def _source_digest(package: Path) -> str:
 
 
 def run_study(
-    model,
+    model: Model,
     design: Mapping,
     *,
     n_datasets: int,
@@ -169,7 +177,7 @@ def run_study(
     directory: str | os.PathLike | None = None,
     shard: tuple[int, int] | str | None = None,
     on_batch: Callable[[int, int], None] | None = None,
-    fit_model=None,
+    fit_model: Model | None = None,
     extra: Extra | None = None,
     labels: Mapping | None = None,
 ) -> xr.Dataset:
@@ -222,14 +230,17 @@ def run_study(
         model, fit_model, design, n_datasets, fit_settings, key, given, dict(labels or {})))
     # Datasets use fold_in(sim_key, i) and fold_in(fit_key, i); the prior variance a third key.
     sim_key, fit_key, prior_key = jax.random.split(key, 3)
-    batch_study = _BatchStudy(model, fit_model, design, fit_settings, sim_key, fit_key,
-                              prior_key, given, extra)
+    batch_study = _BatchStudy(model=model, fit_model=fit_model, design=design,
+                              settings=fit_settings, sim_key=sim_key, fit_key=fit_key,
+                              prior_key=prior_key, given=given, extra=extra)
     tables, missing = _run_batches(batch_study, store, batches(n_datasets, settings.batch_size),
                                    shard, on_batch)
+    # The report and `hjax status` judge R-hat by the limit the study's refits used.
+    limit = {"rhat_limit": settings.escalation.max_rhat}
     if not tables:  # a worker with no batch of its own, before any other worker stored one
         return xr.Dataset(coords={"dataset": np.arange(0)}).assign_attrs(
-            n_datasets=n_datasets, missing_batches=", ".join(b.name for b in missing))
-    return combine(tables, n_datasets, missing)
+            n_datasets=n_datasets, missing_batches=", ".join(b.name for b in missing), **limit)
+    return combine(tables, n_datasets, missing).assign_attrs(limit)
 
 
 def _run_batches(batch_study, store: Store | None, todo: list[Batch], shard: tuple[int, int],
@@ -272,8 +283,9 @@ def _run_batches(batch_study, store: Store | None, todo: list[Batch], shard: tup
 class _BatchStudy:
     """Simulates, fits and scores one batch; compiled pieces are made once, on first use."""
 
-    def __init__(self, model, fit_model, design, settings, sim_key, fit_key, prior_key, given,
-                 extra):
+    def __init__(self, *, model: Model, fit_model: Model, design: dict,
+                 settings: StudySettings, sim_key, fit_key, prior_key,
+                 given: dict[str, np.ndarray], extra: Extra | None):
         self.model, self.fit_model, self.design = model, fit_model, design
         self.settings, self.sim_key, self.fit_key = settings, sim_key, fit_key
         self.prior_key, self.given, self.extra = prior_key, given, extra
@@ -339,10 +351,21 @@ def merge_directory(directory: str | os.PathLike) -> xr.Dataset:
     for batch in store.batches:
         table = store.load(batch)
         (missing if table is None else tables).append(batch if table is None else table)
-    return combine(tables, store.manifest["n_datasets"], missing)
+    return combine(tables, store.manifest["n_datasets"], missing).assign_attrs(
+        rhat_limit=rhat_limit(store.manifest))
 
 
-def _workflow_columns(model, fit, settings, key, indices) -> xr.Dataset:
+def rhat_limit(manifest: dict) -> float:
+    """The largest R-hat the study in a manifest allowed its fits (`Escalation.max_rhat`).
+
+    Example:
+        >>> rhat_limit({"settings": {"escalation": {"max_rhat": 1.05}}})
+        1.05
+    """
+    return manifest["settings"].get("escalation", {}).get("max_rhat", RHAT_LIMIT)
+
+
+def _workflow_columns(model: Model, fit, settings, key, indices) -> xr.Dataset:
     """Per-dataset PSIS-LOO and per-(dataset, variable) power-scaling sensitivity, as asked."""
     if not (settings.loo or settings.sensitivity):
         return xr.Dataset(coords={"dataset": indices})

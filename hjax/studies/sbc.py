@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping
 
 import xarray as xr
 
-from hjax.inference.keys import as_key
+from hjax.inference.nuts.keys import as_key
 from hjax.settings import StudySettings, count, validated
 from hjax.studies.runner import run_study
 
@@ -45,16 +45,19 @@ def sbc(
         fit_model: fit this model instead of `model` to the data simulated from `model` (a
             deliberately wrong model must come out miscalibrated).
         **options: fields of `hj.StudySettings`: the NUTS settings of `hj.sample` (chains 4,
-            warmup 500, draws 500, sampler, init, ...), `batch_size` (16 datasets per batch:
-            one compiled program, one stored file) and `max_rank` (99: the most thinned draws
-            each rank is taken among; the table's `max_rank` holds the number used).
+            warmup 500, draws 500, sampler, init, ...: `hj.FitSettings`), `batch_size` (16
+            datasets per batch: one compiled program, one stored file) and `max_rank` (99:
+            the most thinned draws each rank is taken among; the table's `max_rank` holds the
+            number used).
 
     Returns:
         The study table, dims (dataset, variable): `rank`, `max_rank`, `simulated_value`,
         `mean`, `sd`, `median`, `q5`, `q95`, `z_score`, `contraction` (1 - posterior variance /
         prior variance, the latter over 4000 prior draws), `covered_50/80/95` (as in the R
         package SBC) and per-dataset `divergences`, `treedepth_hits`, `max_rhat`,
-        `min_ess_bulk`, `min_ess_tail`, `init_failures`. `hj.uniformity_test(table)` tests it.
+        `min_ess_bulk`, `min_ess_tail`, `init_failures`; `attrs["rhat_limit"]` is the
+        escalation's `max_rhat`, by which reports judge R-hat. `hj.uniformity_test(table)`
+        tests it.
 
     Example:
         >>> model, design = hj.catalog.eight_schools()

@@ -11,7 +11,7 @@ from typing import NamedTuple
 import numpy as np
 import xarray as xr
 
-from hjax.inference.diagnostics import RHAT_LIMIT
+from hjax.studies.runner import rhat_limit
 from hjax.studies.store import MANIFEST, Batch, Store
 
 __all__ = ["StudyStatus", "describe", "study_status"]
@@ -44,13 +44,13 @@ class StudyStatus(NamedTuple):
         return None if not self.rate else left / self.rate
 
 
-def _problems(tables: list[xr.Dataset]) -> dict[str, int]:
+def _problems(tables: list[xr.Dataset], limit: float) -> dict[str, int]:
     def count(name, bad):
         return int(sum(int(bad(t[name]).sum()) for t in tables if name in t))
 
     return {
         "with divergences": count("divergences", lambda v: v > 0),
-        f"with R-hat above {RHAT_LIMIT}": count("max_rhat", lambda v: ~(v <= RHAT_LIMIT)),
+        f"with R-hat above {limit:g}": count("max_rhat", lambda v: ~(v <= limit)),
         "with chains that never started": count("init_failures", lambda v: v > 0),
     }
 
@@ -85,7 +85,8 @@ def study_status(directory: str | os.PathLike) -> StudyStatus:
     set_aside = sorted(p.name for pattern in ("other-study", "corrupt")
                        for p in store.directory.glob(f".batch-*.nc.{pattern}-*"))
     return StudyStatus(store.directory, store.manifest["n_datasets"], done, missing,
-                       store.failures(), set_aside, _problems(tables),
+                       store.failures(), set_aside,
+                       _problems(tables, rhat_limit(store.manifest)),
                        compute / n_done if n_done else None, rate)
 
 

@@ -39,7 +39,8 @@ __all__ = ["Batch", "Store", "batches", "check_writable", "read_json_object", "w
 
 MANIFEST = "study.json"
 FINGERPRINT = "study_fingerprint"  # the attribute of a batch file naming its study
-FORMAT = 3  # of study.json; batches carry the fingerprint since 3
+FORMAT = 4  # of study.json; 4: the sampler and init as {name, options}
+FINGERPRINTED = 3  # batches carry the study's fingerprint since format 3
 _MANIFEST_FIX = ("delete the directory to start over, or delete only this file and re-run the "
                  "study's own config (its stored batches are kept; other studies' are set "
                  "aside).")
@@ -231,7 +232,7 @@ class Store:
                 raise StudyDirectoryError(
                     f"{path} is not a valid study manifest (no n_datasets and "
                     f"settings.batch_size): {_MANIFEST_FIX}") from None
-            if self.manifest.get("format", 0) < FORMAT:
+            if self.manifest.get("format", 0) < FINGERPRINTED:
                 # Its batches carry no fingerprint: read, each would be moved aside.
                 raise StudyDirectoryError(
                     f"{path} was written by an older hjax (manifest format "

@@ -8,6 +8,10 @@ import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+# RESULTS.md from this heading on holds the other scripts' measurements, kept by hand: a new
+# run rewrites the tables above it and keeps it.
+KEPT = "## Measured by the other scripts"
+
 
 @dataclass
 class Table:
@@ -77,5 +81,6 @@ def write(out: Path, command: str, machine: dict, settings: dict,
         lines += ["", f"## {name}", ""]
         lines += [markdown_table(t) for t in section["tables"]]
     md_path = out / "RESULTS.md"
-    md_path.write_text("\n".join(lines))
+    kept = md_path.read_text().partition(KEPT)[1:] if md_path.exists() else ()
+    md_path.write_text("\n".join(lines) + "\n" + "".join(kept))
     return json_path, md_path

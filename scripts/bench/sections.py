@@ -20,7 +20,7 @@ import numpy as np
 import scipy.stats
 
 import hjax as hj
-from hjax.inference.sample import fitted
+from hjax.inference.run.sample import fitted
 from scripts.bench import chees, models
 from scripts.bench.hjax_runs import HjaxRun, sample_twice
 from scripts.bench.models import Data, Problem, take
@@ -359,7 +359,7 @@ def _seconds_per_iteration(loop, init, target: float) -> float:
 def _fitted_density(problem: Problem, data: Data):
     """The value and gradient that `hj.sample` evaluates for the first dataset of `data` (the
     exact reduction of the model where it has one, with the levels whose index column is a
-    regular pattern marked: `hjax.inference.sample.fitted`), and that dataset."""
+    regular pattern marked: `hjax.inference.run.sample.fitted`), and that dataset."""
     model, batch, _ = fitted(problem.model, take(data, slice(0, 1)))
     return model, {k: jnp.asarray(v) for k, v in take(batch, 0).items()}
 

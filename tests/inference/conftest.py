@@ -8,7 +8,8 @@ from inference_helpers import (
     conjugate_model,
 )
 
-from hjax.inference import one_kernel, sample
+from hjax.inference import sample
+from hjax.inference.run import one_kernel
 
 CONJUGATE = dict(chains=4, warmup=300, draws=500, warn=False)
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from inference_helpers import N_DATASETS, conjugate_data, conjugate_model
 
-from hjax.inference.batching import Layout, as_batch, map_chunks
-from hjax.inference.samplers import CPU_LANES, MAX_PER_DEVICE, LanesNUTS, VmappedNUTS
+from hjax.inference.run.batching import LanesLayout, Layout, as_batch, map_chunks
+from hjax.inference.run.samplers import CPU_LANES, MAX_PER_DEVICE, BlackJAXNUTS, LanesNUTS
 
 # Tests that share a session fixture run on one worker, which builds it once.
 pytestmark = pytest.mark.xdist_group("conjugate_fits")
@@ -130,19 +130,19 @@ def test_layout_per_backend():
     def nuts(n, lanes=None, **kw):
         return LanesNUTS(lanes).layout(n, chains=4, **kw)
 
-    assert nuts(64, backend="cpu", available=2) == Layout(2, 1, 32, CPU_LANES)
-    assert nuts(1, backend="cpu", available=2) == Layout(1, 1, 1, CPU_LANES)
-    assert nuts(5, backend="cpu", available=2) == Layout(2, 1, 3, CPU_LANES)
-    assert nuts(64, 16, backend="cpu", available=2) == Layout(2, 1, 32, 16)
-    assert nuts(64, backend="cpu", available=2, devices=1) == Layout(1, 1, 64, CPU_LANES)
-    assert nuts(64, backend="cpu", available=2, batch_size=8) == Layout(2, 1, 4, CPU_LANES)
-    assert nuts(1000, backend="gpu", available=1) == Layout(1, 1, 1000, 4000)
-    assert nuts(5000, backend="gpu", available=1) == Layout(1, 1, MAX_PER_DEVICE,
-                                                            4 * MAX_PER_DEVICE)
+    assert nuts(64, backend="cpu", available=2) == LanesLayout(2, 32, CPU_LANES)
+    assert nuts(1, backend="cpu", available=2) == LanesLayout(1, 1, CPU_LANES)
+    assert nuts(5, backend="cpu", available=2) == LanesLayout(2, 3, CPU_LANES)
+    assert nuts(64, 16, backend="cpu", available=2) == LanesLayout(2, 32, 16)
+    assert nuts(64, backend="cpu", available=2, devices=1) == LanesLayout(1, 64, CPU_LANES)
+    assert nuts(64, backend="cpu", available=2, batch_size=8) == LanesLayout(2, 4, CPU_LANES)
+    assert nuts(1000, backend="gpu", available=1) == LanesLayout(1, 1000, 4000)
+    assert nuts(5000, backend="gpu", available=1) == LanesLayout(1, MAX_PER_DEVICE,
+                                                                 4 * MAX_PER_DEVICE)
 
     # "blackjax" on CPU: one dataset at a time per device; accelerators vmap a whole share.
     def bj(n, vectorize=None, **kw):
-        return VmappedNUTS(vectorize).layout(n, chains=4, **kw)
+        return BlackJAXNUTS(vectorize).layout(n, chains=4, **kw)
 
     assert bj(64, backend="cpu", available=2) == Layout(2, 32, 1)
     assert bj(5, backend="cpu", available=2) == Layout(2, 3, 1)  # one padded

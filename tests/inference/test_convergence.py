@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from arviz_stats.base import array_stats
 
-from hjax.inference import convergence
+from hjax.inference.workflow import convergence
 
 SERIES = 12
 

@@ -10,7 +10,7 @@ from arviz_stats.base import array_stats
 
 import hjax as hj
 from hjax.inference import check, diagnose, summary
-from hjax.inference.diagnostics import warn_problems
+from hjax.inference.workflow.diagnostics import warn_problems
 
 
 def _tree(stuck_dataset=None, divergent_dataset=None, datasets=4, chains=4, draws=400,

@@ -7,7 +7,7 @@ import pytest
 
 import hjax as hj
 from hjax.inference import sample
-from hjax.inference.init import Stage, explain_nonfinite, init_position, move_inside
+from hjax.inference.run.init import Stage, explain_nonfinite, init_position, move_inside
 
 
 def _draw(key):

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from hjax.inference.keys import THREEFRY_INLINE, sampling_key
+from hjax.inference.nuts.keys import THREEFRY_INLINE, sampling_key
 
 DRAWS = {
     "split": lambda key: jax.random.key_data(jax.random.split(key, (3, 5))),

@@ -9,8 +9,8 @@ import pytest
 from inference_helpers import eight_schools_model
 from jax.flatten_util import ravel_pytree
 
-from hjax.inference import adaptation, blackjax_nuts, lanes
-from hjax.inference.keys import THREEFRY_INLINE
+from hjax.inference.nuts import adaptation, blackjax_nuts, lanes
+from hjax.inference.nuts.keys import THREEFRY_INLINE
 
 DATA = {"y": np.array([28.0, 8, -3, 7, -1, 1, 18, 12]),
         "sigma": np.array([15.0, 10, 16, 11, 9, 11, 10, 18]), "school": np.arange(8)}

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from blackjax.adaptation.window_adaptation import build_schedule
 
-from hjax.inference import adaptation, blackjax_nuts
+from hjax.inference.nuts import adaptation, blackjax_nuts
 
 COV = np.array([[4.0, 1.2], [1.2, 0.5]])  # sds 2 and 0.71, correlation 0.85
 

@@ -18,7 +18,8 @@ FAST = dict(chains=2, warmup=30, draws=20, warn=False)
     ({"draws": "many"}, r"draws: Input should be a valid integer"),
     ({"target_accept": 1.0}, r"target_accept: Input should be less than 1"),
     ({"sampler": "hmc"}, r"sampler: Input should be 'nuts' or 'blackjax'"),
-    ({"init": "zero"}, r"init: Input should be 'prior', 'advi' or 'pathfinder'"),
+    ({"init": "zero"}, r"init: Input should be 'uniform', 'prior', 'advi' or 'pathfinder'"),
+    ({"lanes": 0}, r"lanes: Input should be greater than or equal to 1"),
     ({"sampler": "blackjax", "lanes": 4}, r"lanes applies to sampler='nuts'"),
     ({"vectorize": 4}, r"vectorize applies to sampler='blackjax'"),
     ({"chainz": 4}, r"unknown settings \['chainz'\]; the settings are \[.*'chains'"),
@@ -27,6 +28,30 @@ def test_bad_settings_are_named_before_anything_runs(options, message):
     model = conjugate_model(3)
     with pytest.raises(ValueError, match=r"^hj.sample: " + message):
         hj.sample(model, conjugate_data(0), key=0, **options)
+
+
+def test_samplers_and_initialisations_are_objects_named_as_before():
+    """Names, flat options and objects give the same settings; settings record each as its
+    name and options, which read back to the same object."""
+    assert FitSettings(sampler="blackjax", vectorize=4) == FitSettings(
+        sampler=hj.BlackJAXNUTS(vectorize=4)) == FitSettings(
+        sampler={"name": "blackjax", "vectorize": 4})
+    assert FitSettings(lanes=4).sampler == hj.LanesNUTS(lanes=4)
+    assert FitSettings(init=None).init == FitSettings().init == hj.InitUniform(radius=2.0)
+    assert FitSettings(init="advi", init_radius=1.0).init == hj.ADVI(radius=1.0)
+    assert FitSettings(init="prior").init == hj.InitPrior()
+    # Settings before objects recorded init_radius beside every init: ignored without a radius.
+    assert FitSettings(init="prior", init_radius=2.0).init == hj.InitPrior()
+    settings = StudySettings(init=hj.Pathfinder(radius=0.5), lanes=3)
+    dumped = settings.model_dump()
+    assert dumped["sampler"] == {"name": "nuts", "lanes": 3}
+    assert dumped["init"] == {"name": "pathfinder", "radius": 0.5}
+    assert StudySettings.model_validate(dumped) == settings
+    assert hash(StudySettings.model_validate(dumped)) == hash(settings)
+    # Options given flat override those of the base settings' objects.
+    assert validated(FitSettings, "test", settings, lanes=5).sampler == hj.LanesNUTS(lanes=5)
+    with pytest.raises(hj.errors.ConfigError, match=r"radius: Input should be greater than 0"):
+        hj.InitUniform(radius=0.0)
 
 
 def test_study_settings_share_the_fit_fields_with_study_defaults():
@@ -82,3 +107,20 @@ def test_runtime_settings_reuse_the_program_and_compile_time_is_apart():
     # draws shape the output: another value compiles another program.
     other = hj.sample(model, data, key=1, **{**FAST, "draws": 21})
     assert other.posterior.attrs["compile_time"] > 0
+
+
+def test_compiled_programs_are_bounded_and_cleared(monkeypatch):
+    """The programs kept for reuse are the most recently used `MAX_PROGRAMS`;
+    `hj.clear_caches()` drops them all."""
+    from hjax.inference import compiled_programs
+    from hjax.inference.run import chunks
+
+    monkeypatch.setattr(chunks, "MAX_PROGRAMS", 1)
+    hj.clear_caches()
+    model = conjugate_model(3)
+    hj.sample(model, conjugate_data(0), key=0, **FAST)
+    first = compiled_programs()
+    hj.sample(model, conjugate_data(0), key=0, **{**FAST, "chains": 3})  # another program
+    assert len(compiled_programs()) == 1 and compiled_programs()[0] is not first[0]
+    hj.clear_caches()
+    assert compiled_programs() == []

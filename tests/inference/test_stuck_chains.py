@@ -11,7 +11,7 @@ import pytest
 import xarray as xr
 
 import hjax as hj
-from hjax.inference.diagnostics import check, stuck_chains
+from hjax.inference.workflow.diagnostics import check, stuck_chains
 
 TRAP, MARGIN = 3.0, 0.05  # starts within MARGIN above the trap may slide out of it
 

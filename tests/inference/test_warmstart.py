@@ -9,7 +9,7 @@ import pytest
 from inference_helpers import conjugate_data, conjugate_model, conjugate_posterior, z_scores
 
 from hjax.inference import sample
-from hjax.inference.warmstart import advi, pathfinder, warm_start
+from hjax.inference.run.warmstart import advi, pathfinder, warm_start
 
 MEAN = np.array([1.0, -2.0, 0.5])
 SD = np.array([0.5, 2.0, 1.0])

@@ -58,6 +58,11 @@ def test_reduced_density_and_gradient_equal_the_rows(case):
     assert plan.n_cells == G * (2 if case in ("binomial", "poisson") else 1)
 
 
+# The shipped models whose simulated data reduce; the others must not (crossed and per-row
+# designs have more cells than half the rows; Wiener and SDT have no statistics).
+REDUCING = {"varying_intercept"}
+
+
 @pytest.mark.parametrize("name", sorted(hj.catalog.SHIPPED))
 def test_every_shipped_model_reduces_exactly_or_not_at_all(name):
     model, design = hj.catalog.SHIPPED[name]() if name != "meta_analysis" else (
@@ -66,8 +71,14 @@ def test_every_shipped_model_reduces_exactly_or_not_at_all(name):
     _, data = jax.jit(model.simulate)(jax.random.key(0), prepared)
     data = {k: np.asarray(v) for k, v in data.items()}
     batch = {k: np.asarray(v)[None] for k, v in model.prepare(data).items()}
-    if plan_reduction(model, batch) is not None:
+    plan = plan_reduction(model, batch)
+    assert (plan is not None) == (name in REDUCING), plan and plan.describe()
+    if plan is not None:
         _equal_density(model, data)
+
+
+def test_the_expected_models_are_shipped():
+    assert REDUCING < set(hj.catalog.SHIPPED)
 
 
 def test_a_fit_says_what_it_reduced_and_the_switch_turns_it_off():

@@ -7,6 +7,7 @@ import hjax as hj
 import hjax.cognitive.likelihoods  # noqa: F401 - registers its classes for the walk below
 from hjax.model.level import AbstractLevel
 from hjax.model.priors import AbstractSymmetric
+from hjax.model.scales import AbstractScale
 from hjax.model.terms import AbstractSum
 
 PACKAGES = ("hjax.model", "hjax.cognitive")
@@ -36,7 +37,7 @@ def test_no_concrete_class_is_subclassed():
 
 
 @pytest.mark.parametrize("base", [hj.Term, hj.Prior, hj.Constraint, hj.Likelihood, AbstractLevel,
-                                  AbstractSum, AbstractSymmetric])
+                                  AbstractSum, AbstractSymmetric, AbstractScale])
 def test_abstract_bases_cannot_be_built(base):
     assert _is_abstract(base)
     with pytest.raises(TypeError, match="abstract"):

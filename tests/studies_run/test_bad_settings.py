@@ -57,8 +57,8 @@ def test_a_seed_jax_would_wrap_is_refused(call, seed, message):
 
 
 def test_the_largest_seed_is_its_own_key():
-    assert hj.inference.keys.as_key(2**32 - 1).dtype == jax.random.key(0).dtype
-    assert jax.random.key_data(hj.inference.keys.as_key(2**32 - 1)).tolist() == [0, 2**32 - 1]
+    assert hj.inference.nuts.keys.as_key(2**32 - 1).dtype == jax.random.key(0).dtype
+    assert jax.random.key_data(hj.inference.nuts.keys.as_key(2**32 - 1)).tolist() == [0, 2**32 - 1]
 
 
 @pytest.mark.parametrize(("options", "error", "message"), [

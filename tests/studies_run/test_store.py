@@ -56,7 +56,7 @@ def test_another_layout_is_refused_naming_it(small, tmp_path):
     """Datasets per device change the compiled arithmetic: another device count is refused."""
     model, design = small
     hj.sbc(model, design, key=0, directory=tmp_path, **{**RUN, "n_datasets": 2})
-    with pytest.raises(ValueError, match=r"layout.devices: stored 1, now 2; layout.vectorized: "
+    with pytest.raises(ValueError, match=r"layout.devices: stored 1, now 2; layout.per_device: "
                                          r"stored 2, now 1"):
         hj.sbc(model, design, key=0, directory=tmp_path, **{**RUN, "n_datasets": 2,
                                                            "devices": 2})
@@ -93,10 +93,10 @@ def test_truncated_batch_is_reported_and_refitted(small, reference, tmp_path):
 def test_unwritable_directory_fails_before_anything_compiles(small, tmp_path):
     """An output directory that cannot be written (a read-only one for an unprivileged user;
     sysfs, which refuses even root) is refused before any program is compiled."""
-    from hjax.inference import chunks
+    from hjax.inference import compiled_programs
 
     model, design = small
-    chunks._COMPILED.clear()
+    hj.clear_caches()
     if os.geteuid() == 0:
         target, reason = Path("/sys/hjax-study"), "Operation not permitted"
     else:
@@ -105,7 +105,7 @@ def test_unwritable_directory_fails_before_anything_compiles(small, tmp_path):
         target.chmod(0o555)
     with pytest.raises(ValueError, match=rf"Cannot write study results to {target}: {reason}"):
         hj.sbc(model, design, key=0, directory=target, **{**RUN, "n_datasets": 2})
-    assert not chunks._COMPILED
+    assert not compiled_programs()
 
 
 def test_shards_merge_to_the_single_process_result(small, reference, tmp_path):
@@ -121,6 +121,9 @@ def test_shards_merge_to_the_single_process_result(small, reference, tmp_path):
     merged = merge_directory(tmp_path)
     assert merged.attrs["missing_batches"] == ""
     xr.testing.assert_identical(merged.drop_attrs(), reference.drop_attrs())
+    # The R-hat limit the study used comes back from its manifest.
+    assert merged.attrs["rhat_limit"] == reference.attrs["rhat_limit"] == hj.settings.RHAT_LIMIT
+    assert "with R-hat above 1.01" in study_status(tmp_path).problems
     with pytest.raises(ValueError, match=r"shard 3/3: need 0 <= k < n"):
         hj.sbc(model, design, key=0, directory=tmp_path, shard="3/3", **RUN)
 

@@ -308,6 +308,6 @@ def test_a_study_of_an_older_hjax_is_refused_not_moved_aside(studies, tmp_path):
     manifest = json.loads((directory / "study.json").read_text()) | {"format": 2}
     (directory / "study.json").write_text(json.dumps(manifest))
     with pytest.raises(StudyDirectoryError, match=r"written by an older hjax \(manifest format "
-                                                  r"2; this one reads 3\)"):
+                                                  r"2; this one reads 4\)"):
         merge_directory(directory)
     assert sorted(p.name for p in directory.iterdir() if p.name.startswith(".")) == []

@@ -7,20 +7,47 @@ must stay below each participant's fastest RT. `init_position` runs under jit an
 `while_loop` per chain). When it gives up,
 `explain_nonfinite` runs on the host and names the parameters to blame, so the user is told
 what to fix rather than handed NaN draws.
+
+An initialisation is an object (`FitSettings.init`), registered under its YAML name: it says
+which stages search the starts (`AbstractInit.stages`) and whether a warm start follows
+(`hjax.inference.run.warmstart`). Its float options (the radius) are runtime values of the
+compiled program: changing them compiles nothing.
 """
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Callable, Sequence
-from typing import NamedTuple
+from functools import partial
+from typing import TYPE_CHECKING, Annotated, ClassVar, NamedTuple
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
+from pydantic import Field
 
-__all__ = ["InitResult", "Stage", "explain_nonfinite", "init_position", "move_inside"]
+from hjax.settings import WARMUP, Number, option, register
+
+if TYPE_CHECKING:
+    from hjax.model.model import Model
+
+__all__ = ["AbstractInit", "InitPrior", "InitResult", "InitUniform", "Stage",
+           "explain_nonfinite", "init_position", "move_inside", "prior_stages", "uniform_stages"]
+
+UNIFORM_TRIES, PRIOR_TRIES, BOUNDED_TRIES = 100, 100, 20  # start draws per stage
+RADIUS = 2.0  # Stan's: uniform(-2, 2) in unconstrained space
+Radius = Annotated[Number, Field(gt=0)]
+
+
+class WarmStart(NamedTuple):
+    """Chain starting points (leading chain axis), inverse mass matrix (d,), and the cost."""
+
+    positions: dict[str, Array]
+    inverse_mass_matrix: Float[Array, " d"]
+    grad_evals: Int[Array, ""]
 
 
 class InitResult(NamedTuple):
@@ -46,6 +73,78 @@ class Stage(NamedTuple):
     draw: Callable[[PRNGKeyArray], dict[str, Array]]
     tries: int
     violation: Callable[[dict[str, Array]], Array] | None = None
+
+
+def prior_stages(model: Model, data: dict[str, Array]) -> list[Stage]:
+    """Prior draws, then (when the likelihood declares bounds the data put on it) prior draws
+    moved inside those bounds."""
+    def prior(key):
+        # Prior draws respect the model's scales, e.g. a non-decision time below the RTs,
+        # where uniform(-2, 2) in unconstrained space can put exp(2) = 7 s.
+        return model.unconstrain(model.sample_prior(key, data))
+
+    stages = [Stage(prior, PRIOR_TRIES)]
+    if model.likelihood.data_bounds():
+        # The same `prior` as the stage before: a draw several stages share is traced once.
+        stages.append(Stage(prior, BOUNDED_TRIES, partial(model.bound_violation, data=data)))
+    return stages
+
+
+def uniform_stages(model: Model, data: dict[str, Array], radius) -> list[Stage]:
+    """Stan's uniform(-radius, radius) draws, then `prior_stages`."""
+    return [Stage(partial(model.init, radius=radius), UNIFORM_TRIES),
+            *prior_stages(model, data)]
+
+
+class AbstractInit(eqx.Module):
+    """How each chain's starting point is found (abstract). A subclass says which stages
+    search the starts and, optionally, fits a warm start from them; `register("init")`
+    gives it a YAML name."""
+
+    name: eqx.AbstractClassVar[str]
+    default_warmup: ClassVar[int] = WARMUP  # the warmup when `FitSettings.warmup` is None
+
+    @abc.abstractmethod
+    def stages(self, model: Model, data: dict[str, Array]) -> list[Stage]:
+        """Where starting points are drawn from, in turn (`init_position`)."""
+
+    def warm_start(self, key: PRNGKeyArray, logdensity_fn, position: dict[str, Array],
+                   chains: int) -> WarmStart | None:
+        """Starts and an inverse mass matrix that replace the stages' (None: no warm start)."""
+        return None
+
+
+@register("init")
+class InitUniform(AbstractInit):
+    """Stan's starts: uniform(-radius, radius) in unconstrained space, then prior draws,
+    each retried until the density and gradient are finite (numpyro's `init_to_uniform`).
+
+    Example:
+        >>> hj.InitUniform(radius=1.0)
+        InitUniform(radius=1.0)
+    """
+
+    radius: float = eqx.field(default=RADIUS, converter=option("radius", Radius))
+    name: ClassVar[str] = "uniform"
+
+    def stages(self, model, data):
+        return uniform_stages(model, data, self.radius)
+
+
+@register("init")
+class InitPrior(AbstractInit):
+    """Prior draws, retried until the density and gradient are finite: for models whose
+    parameters the uniform box puts far out of scale (a non-decision time of exp(2) s).
+
+    Example:
+        >>> hj.FitSettings(init="prior").init
+        InitPrior()
+    """
+
+    name: ClassVar[str] = "prior"
+
+    def stages(self, model, data):
+        return prior_stages(model, data)
 
 
 def init_position(
@@ -76,7 +175,7 @@ def init_position(
     stages = [Stage(draw, max_tries)] if callable(draw) else list(draw)
     ends = np.cumsum([stage.tries for stage in stages])
     # A draw several stages share (prior draws, then prior draws moved inside) is traced once
-    # (the hierarchical DDM's program: 11.4-12.7 -> 8.9-10.4 CPU seconds to compile).
+    # (each trace of it costs compile time: scripts/bench/RESULTS.md).
     draws = list(dict.fromkeys(stage.draw for stage in stages))
     branches = np.asarray([draws.index(stage.draw) for stage in stages])
 
@@ -91,12 +190,12 @@ def init_position(
         position = (draws[0](try_key) if len(draws) == 1 else
                     jax.lax.switch(jnp.asarray(branches)[stage], draws, try_key))
         # Unfused from the density: XLA otherwise copies the draw's Threefry hashes into the
-        # density's and gradient's fusions, which costs compile time (the 20-group model's
-        # program: 6.5-7.2 -> 5.1-6.0 CPU seconds; the same starting positions).
+        # density's and gradient's fusions, which costs compile time (scripts/bench/RESULTS.md;
+        # the barrier keeps the same starting positions).
         position = jax.lax.optimization_barrier(position)
         # Under vmap a `switch` computes every branch: the descent runs here, only on the tries
         # of its stage (as a branch, it ran on every try of every chain while one chain was
-        # still searching: the hierarchical DDM's starts took 6.7 s per 32 datasets, now 0.19).
+        # still searching: the hierarchical DDM's starts, scripts/bench/RESULTS.md).
         for index, stage_ in enumerate(stages):
             if stage_.violation is not None:
                 position = move_inside(position, stage_.violation, active=stage == index)

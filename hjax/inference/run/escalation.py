@@ -17,7 +17,7 @@ import jax
 import numpy as np
 import xarray as xr
 
-from hjax.inference.chunks import ChunkOutput
+from hjax.inference.run.chunks import ChunkOutput
 from hjax.settings import FitSettings
 
 __all__ = ["ATTEMPT_SALT", "Run", "attempt_key", "escalate"]

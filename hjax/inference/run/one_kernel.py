@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import jaxlib
 from jaxtyping import Array
 
-from hjax.inference.chunks import program_signature
+from hjax.inference.run.chunks import program_signature
 
 __all__ = ["fits_one_kernel", "hoisting_rule"]
 

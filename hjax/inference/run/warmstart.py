@@ -4,33 +4,30 @@ Both methods fit a Gaussian approximation q to one dataset's posterior (in uncon
 draw each chain's starting point from q, and return q's marginal variances as the initial
 inverse mass matrix. Chains then start near the typical set with a metric of the right scale,
 so the early warmup windows (spent reaching the typical set and learning scales) can be cut.
+As initialisations (`FitSettings.init`): `ADVI()` and `Pathfinder()`, each fitted from the
+start that `InitUniform(radius)` finds for the first chain.
 """
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import ClassVar
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import optax
 from blackjax.vi import pathfinder as bj_pathfinder
 from jax.flatten_util import ravel_pytree
-from jaxtyping import Array, Float, Int, PRNGKeyArray
+from jaxtyping import Array, PRNGKeyArray
 
 from hjax.errors import ConfigError
+from hjax.inference.run.init import RADIUS, AbstractInit, Radius, WarmStart, uniform_stages
+from hjax.settings import WARM_START_WARMUP, option, register
 
-__all__ = ["WarmStart", "advi", "pathfinder", "warm_start"]
-
-METHODS = ("advi", "pathfinder")
-
-
-class WarmStart(NamedTuple):
-    """Chain starting points (leading chain axis), inverse mass matrix (d,), and the cost."""
-
-    positions: dict[str, Array]
-    inverse_mass_matrix: Float[Array, " d"]
-    grad_evals: Int[Array, ""]
+__all__ = ["ADVI", "AbstractWarmStart", "Pathfinder", "WarmStart", "advi", "pathfinder",
+           "warm_start"]
 
 
 def _draws(key, mean, sd, unravel, chains):
@@ -124,6 +121,56 @@ def pathfinder(
     return WarmStart(draws, variances, iterations * (1 + num_samples))
 
 
+class AbstractWarmStart(AbstractInit):
+    """An initialisation that fits a variational approximation per dataset, from the start
+    `InitUniform(radius)` finds for its first chain, and places the chains by its draws
+    (abstract); the warmup is then shorter by default."""
+
+    radius: float = eqx.field(default=RADIUS, converter=option("radius", Radius))
+    default_warmup: ClassVar[int] = WARM_START_WARMUP
+
+    def stages(self, model, data):
+        return uniform_stages(model, data, self.radius)
+
+    @abc.abstractmethod
+    def fit(self, key: PRNGKeyArray, logdensity_fn: Callable[[dict[str, Array]], Array],
+            position: dict[str, Array], chains: int) -> WarmStart:
+        """The approximation's draws for `chains` chains, from `position`."""
+
+    def warm_start(self, key, logdensity_fn, position, chains):
+        return self.fit(key, logdensity_fn, position, chains)
+
+
+@register("init")
+class ADVI(AbstractWarmStart):
+    """Mean-field ADVI (`advi`) places the chains and seeds the mass matrix.
+
+    Example:
+        >>> hj.FitSettings(init=hj.ADVI()).warmup_iterations  # shorter after a warm start
+        300
+    """
+
+    name: ClassVar[str] = "advi"
+
+    def fit(self, key, logdensity_fn, position, chains):
+        return advi(key, logdensity_fn, position, chains)
+
+
+@register("init")
+class Pathfinder(AbstractWarmStart):
+    """BlackJAX Pathfinder (`pathfinder`) places the chains and seeds the mass matrix.
+
+    Example:
+        >>> hj.FitSettings(init="pathfinder", init_radius=1.0).init
+        Pathfinder(radius=1.0)
+    """
+
+    name: ClassVar[str] = "pathfinder"
+
+    def fit(self, key, logdensity_fn, position, chains):
+        return pathfinder(key, logdensity_fn, position, chains)
+
+
 def warm_start(
     method: str,
     key: PRNGKeyArray,
@@ -131,7 +178,7 @@ def warm_start(
     position: dict[str, Array],
     chains: int,
 ) -> WarmStart:
-    """Run `method` ("advi" or "pathfinder") with its defaults.
+    """Run `method` ("advi" or "pathfinder": `ADVI`, `Pathfinder`) with its defaults.
 
     Example:
         >>> def logdensity_fn(p):
@@ -144,8 +191,8 @@ def warm_start(
         ...
         hjax.errors.ConfigError: Expected init to be None or one of ('advi', 'pathfinder'); got ...
     """
-    if method == "advi":
-        return advi(key, logdensity_fn, position, chains)
-    if method == "pathfinder":
-        return pathfinder(key, logdensity_fn, position, chains)
-    raise ConfigError(f"Expected init to be None or one of {METHODS}; got {method!r}.")
+    methods = {cls.name: cls for cls in (ADVI, Pathfinder)}
+    if method not in methods:
+        raise ConfigError(f"Expected init to be None or one of {tuple(methods)}; got "
+                          f"{method!r}.")
+    return methods[method]().fit(key, logdensity_fn, position, chains)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 from jaxtyping import Array, Int
 
-from hjax.inference.adaptation import StepInfo
+from hjax.inference.nuts.adaptation import StepInfo
 
 __all__ = ["fold", "slot"]
 

@@ -1,8 +1,9 @@
 """Many datasets: stacking them, the layout of a chunk, running chunks in turn.
 
 A chunk of datasets is split over `devices` (one shard each, run in parallel); each device
-runs its share on `lanes` lanes ("nuts" sampler) or as `sequential` rows one after another
-(`lax.map`), a row vmapping `vectorized` datasets together ("blackjax"). All chunks have the
+runs its share on `lanes` lanes ("nuts" sampler: `LanesLayout`) or as `sequential` rows one
+after another (`lax.map`), a row vmapping `vectorized` datasets together ("blackjax":
+`Layout`); each sampler plans its own (`hjax.inference.run.samplers`). All chunks have the
 same layout (the last is padded with copies of its final dataset, marked invalid, whose
 results are dropped), so the chunk program compiles once. Chunks run one after another from
 the host, each chunk's results moving to host memory as it finishes.
@@ -20,22 +21,33 @@ from jaxtyping import Array, Bool, Int
 
 from hjax.errors import DataError
 
-__all__ = ["Layout", "as_batch", "chunk_positions", "map_chunks", "shared_columns", "where_rows"]
+__all__ = ["LanesLayout", "Layout", "as_batch", "chunk_positions", "map_chunks", "shared_columns"]
 
 
 class Layout(NamedTuple):
-    """How one chunk of `size` datasets runs: over `devices`, each running `sequential` rows
-    of `vectorized` datasets; the lanes sampler runs a device's share (`sequential` = 1) on
-    `lanes` lanes. Each sampler plans its own (`hjax.inference.samplers`)."""
+    """How the BlackJAX sampler runs one chunk of `size` datasets: over `devices`, each
+    running `sequential` rows of `vectorized` datasets, a row vmapped, one after another."""
 
     devices: int
     sequential: int
     vectorized: int
-    lanes: int = 0
 
     @property
     def size(self) -> int:
         return self.devices * self.sequential * self.vectorized
+
+
+class LanesLayout(NamedTuple):
+    """How the lanes sampler runs one chunk of `size` datasets: over `devices`, each running
+    the chains of its `per_device` datasets on `lanes` lanes."""
+
+    devices: int
+    per_device: int
+    lanes: int
+
+    @property
+    def size(self) -> int:
+        return self.devices * self.per_device
 
 
 def _is_batched(arrays: Mapping[str, np.ndarray]) -> bool:
@@ -112,17 +124,6 @@ def shared_columns(batch: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         {'g': array([0, 1])}
     """
     return {k: np.asarray(v[0]) for k, v in batch.items() if np.all(v == v[:1])}
-
-
-def where_rows(mask: Bool[Array, " n"], new, old):
-    """Row by row (the leading axis of every leaf): `new` where `mask`, else `old`.
-
-    Example:
-        >>> where_rows(jnp.array([True, False]), jnp.ones((2, 3)), jnp.zeros((2, 3)))[:, 0]
-        Array([1., 0.], dtype=float32)
-    """
-    return jax.tree.map(
-        lambda n, o: jnp.where(mask.reshape(mask.shape + (1,) * (n.ndim - 1)), n, o), new, old)
 
 
 def _take(tree, index):

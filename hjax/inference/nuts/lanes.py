@@ -37,16 +37,14 @@ from blackjax.mcmc import integrators, metrics, proposal
 from blackjax.mcmc.integrators import IntegratorState
 from blackjax.mcmc.proposal import Proposal
 from blackjax.mcmc.trajectory import hmc_energy
-from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
-from hjax.inference import adaptation, thinning
-from hjax.inference.adaptation import AdaptationState, Phase, Schedule, StepInfo
-from hjax.inference.batching import where_rows
-from hjax.inference.chunks import chunk_output, chunk_starts
-from hjax.inference.progress import report_count
+from hjax.inference.nuts import adaptation, thinning
+from hjax.inference.nuts.adaptation import AdaptationState, Phase, Schedule, StepInfo
+from hjax.inference.nuts.progress import report_count
+from hjax.inference.nuts.rows import where_rows
 
-__all__ = ["Jobs", "LaneOutput", "fit_device", "run"]
+__all__ = ["Jobs", "LaneOutput", "run"]
 
 DIVERGENCE_THRESHOLD = 1000.0  # BlackJAX's default: energy error that makes a divergence
 TURN_WINDOW = 4  # checkpoint rows a leapfrog step's U-turn test reads (`_turning_at`)
@@ -178,7 +176,7 @@ def _begin_transition(lane: _Lane, warmup: Int[Array, ""]) -> _Lane:
     step_size = adaptation.step_size_now(adapt, lane.iteration < warmup)
     imm = adapt.inverse_mass_matrix
     # Drawn once (see `_progressive_sampling`): fused into each of its uses, the normal draw
-    # cost 6 % of the 20-group model's sampling time.
+    # was computed again in each (its cost: scripts/bench/RESULTS.md).
     momentum = jax.lax.optimization_barrier(
         metrics.default_metric(imm).sample_momentum(key_momentum, lane.position))
     state = IntegratorState(lane.position, momentum, lane.logdensity, lane.grad)
@@ -205,7 +203,7 @@ def _turning_at(imm, tree: _Tree, step, window: int | None = None) -> Bool[Array
     `window` checkpoint rows that end at the last one to test (all rows: None).
 
     Leaf `step` tests as many rows as it has trailing one bits, more than 4 on one leaf in 32;
-    reading 4 rows instead of all 10 cut the 20-group model's sampling time by 6 %.
+    the others read 4 rows, not all 10 (the saving: scripts/bench/RESULTS.md).
     """
     idx_min, idx_max = _checkpoint_range(step)
     momenta, sums = tree.checkpoint_momenta, tree.checkpoint_sums
@@ -232,11 +230,11 @@ def _progressive_sampling(key: PRNGKeyArray, current: Proposal, new: Proposal,
 
     Under vmap BlackJAX's `cond` becomes one `select` per proposal field, and XLA:CPU fused
     the decision's threefry draw into each of them: four draws per leapfrog step instead of
-    one, 7 % of the 20-group model's sampling time. The barrier keeps the decision one value.
+    one (their cost: scripts/bench/RESULTS.md). The barrier keeps the decision one value.
 
     The uniform case, once per leapfrog step, takes BlackJAX's `expit(r)` and
-    `logaddexp(current, new)` from one `exp(-|r|)` (-3 % sampling time on the 20-group
-    model). Its `r` is NaN only where both weights are -inf, on a step that a divergence
+    `logaddexp(current, new)` from one `exp(-|r|)` (the saving: scripts/bench/RESULTS.md).
+    Its `r` is NaN only where both weights are -inf, on a step that a divergence
     discards.
     """
     log_ratio = new.weight - current.weight
@@ -272,7 +270,7 @@ def _advance(lane: _Lane, logdensity_fn: FlatLogDensity, data: dict[str, Array])
     sub_sum = jnp.where(first, state.momentum, tree.sub_momentum_sum + state.momentum)
     # Even leaves are checkpoints; odd ones test the subtrees that end with them. The leaf's
     # row is written in place (an odd leaf's row is out of range and dropped): a `where` over
-    # every checkpoint made new arrays each step, 15 % of the loop's time on the 20-group model.
+    # every checkpoint made new arrays each step (their cost: scripts/bench/RESULTS.md).
     _, idx_max = _checkpoint_range(tree.steps)
     row = jnp.where(tree.steps % 2 == 0, idx_max, tree.checkpoint_momenta.shape[0])
     tree = tree._replace(
@@ -443,8 +441,8 @@ def _leapfrog(run: _Run, state: _Stepping) -> _Stepping:
     lanes = jax.vmap(partial(_advance, logdensity_fn=run.logdensity_fn))(state.lanes,
                                                                          data=state.lane_data)
     # Even leaves test no subtree (`_checkpoint_range`): the U-turn test is skipped on the
-    # steps where every lane's leaf is even, half of them on one lane (-5 % sampling time of
-    # the 20-group model).
+    # steps where every lane's leaf is even, half of them on one lane (the saving:
+    # scripts/bench/RESULTS.md).
     odd_leaf = lanes.tree.steps % 2 == 0  # the leaf just taken is `steps - 1`
     lanes = jax.lax.cond(jnp.any(odd_leaf), jax.vmap(_turning_in_window), lambda lanes: lanes,
                          lanes)
@@ -461,7 +459,8 @@ def _leapfrog(run: _Run, state: _Stepping) -> _Stepping:
     # (no lane's subtree ended) the merge is skipped, not computed and discarded.
     lanes, ended = jax.lax.cond(jnp.any(subtree_ended), merge,
                                 lambda lanes: (lanes, jnp.zeros_like(subtree_ended)), lanes)
-    return _Stepping(lanes, state.lane_data, ended, state.iterations + 1)
+    return _Stepping(lanes=lanes, lane_data=state.lane_data, ended=ended,
+                     iterations=state.iterations + 1)
 
 
 def _record(run: _Run, outputs: _Outputs, lane: _Lane, moved: _Lane, stats: StepInfo,
@@ -507,8 +506,8 @@ def _transitions_end(run: _Run, loop: _Loop) -> _Loop:
     lanes whose chain is done their next job."""
     stepping = jax.lax.while_loop(
         lambda s: ~jnp.any(s.ended), partial(_leapfrog, run),
-        _Stepping(loop.lanes, loop.lane_data, jnp.zeros_like(loop.lanes.job, bool),
-                  loop.iterations))
+        _Stepping(lanes=loop.lanes, lane_data=loop.lane_data,
+                  ended=jnp.zeros_like(loop.lanes.job, bool), iterations=loop.iterations))
     lanes, ended = stepping.lanes, stepping.ended
     stats = jax.vmap(_statistics)(lanes)
     phase = jax.vmap(lambda lane: adaptation.phase_at(run.schedule, lane.iteration))(lanes)
@@ -527,8 +526,9 @@ def _transitions_end(run: _Run, loop: _Loop) -> _Loop:
     lanes, lane_data = jax.lax.cond(
         jnp.any(done), lambda args: _take_jobs(run, *args, done, loop.queued), lambda x: x,
         (lanes, stepping.lane_data))
-    return _Loop(lanes, lane_data, loop.queued + jnp.sum(done, dtype=jnp.int32), pending,
-                 outputs, stepping.iterations)
+    return _Loop(lanes=lanes, lane_data=lane_data,
+                 queued=loop.queued + jnp.sum(done, dtype=jnp.int32), pending=pending,
+                 outputs=outputs, iterations=stepping.iterations)
 
 
 def _placeholder(jobs: Jobs, max_tree_depth: int, dense_mass: bool) -> _Lane:
@@ -568,8 +568,9 @@ def _start(run: _Run, lanes: int) -> _Loop:
         inverse_mass_matrix=jnp.zeros((n_jobs + 1, *jobs.inverse_mass_matrix.shape[1:]),
                                       jobs.inverse_mass_matrix.dtype))
     zero = jnp.zeros((), jnp.int32)
-    return _Loop(lane, lane_data, jnp.minimum(run.n_real, lanes).astype(jnp.int32), zero,
-                 outputs, zero)
+    return _Loop(lanes=lane, lane_data=lane_data,
+                 queued=jnp.minimum(run.n_real, lanes).astype(jnp.int32), pending=zero,
+                 outputs=outputs, iterations=zero)
 
 
 def run(
@@ -604,10 +605,10 @@ def run(
             jobs', fixes the compiled arithmetic, so a job's draws are the same bits
             whatever else runs beside it.
         draws: draws kept per chain after warmup, every `thin`-th iteration (a runtime
-            value; `hjax.inference.thinning`); `saved_warmup` (0, or the whole warmup)
+            value; `hjax.inference.nuts.thinning`); `saved_warmup` (0, or the whole warmup)
             warmup iterations are kept before them.
         target_accept, dense_mass, max_tree_depth: as `hj.sample`.
-        progress: advance the active progress bar (`hjax.inference.progress`) as
+        progress: advance the active progress bar (`hjax.inference.nuts.progress`) as
             iterations end, about 100 times in all.
 
     Example:
@@ -629,9 +630,11 @@ def run(
     thin = jnp.asarray(thin, jnp.int32)
     total = schedule.warmup + draws * thin
     every = jnp.maximum(1, n_jobs * total // 100) if progress else None
-    setup = _Run(logdensity_fn, constrain_fn, data, jobs, jnp.sum(jobs.dataset >= 0), schedule,
-                 jnp.asarray(target_accept), total, saved_warmup, thin, saved_warmup + draws,
-                 dense_mass, max_tree_depth, every)
+    setup = _Run(logdensity_fn=logdensity_fn, constrain_fn=constrain_fn, data=data, jobs=jobs,
+                 n_real=jnp.sum(jobs.dataset >= 0), schedule=schedule,
+                 target_accept=jnp.asarray(target_accept), total=total,
+                 saved_warmup=saved_warmup, thin=thin, kept=saved_warmup + draws,
+                 dense_mass=dense_mass, max_tree_depth=max_tree_depth, report_every=every)
     loop = jax.lax.while_loop(lambda loop: jnp.any(loop.lanes.job < n_jobs),
                               partial(_transitions_end, setup), _start(setup, lanes))
     if progress:
@@ -643,68 +646,3 @@ def run(
                       step_size=outputs.step_size[:n_jobs],
                       inverse_mass_matrix=outputs.inverse_mass_matrix[:n_jobs],
                       iterations=loop.iterations)
-
-
-def fit_device(model, program, runtime, key, dataset_index, valid, data, shared):
-    """Fit B datasets x C chains as B * C jobs on `program.layout.lanes` lanes; outputs as
-    `hjax.inference.chunks.ChunkOutput`.
-
-    Starts, keys and adaptation are those of the "blackjax" sampler
-    (`hjax.inference.blackjax_nuts.fit_rows`), so a dataset's chains are the same Markov
-    chains in both; `valid` marks the datasets to fit (the others pad a chunk and are
-    skipped); `grad_evals_executed` is the lanes' share of the loop.
-
-    Example:
-        >>> from hjax.inference.chunks import Program, Runtime
-        >>> from hjax.inference.samplers import LanesNUTS
-        >>> sampler = LanesNUTS()
-        >>> program = Program(sampler, sampler.layout(2, chains=2, available=1), chains=2, draws=50)
-        >>> batch = {k: jnp.stack([v, v]) for k, v in model.prepare(data).items()}  # 2 datasets
-        >>> out = jax.eval_shape(lambda: fit_device(model, program, Runtime.of(100, 0.8, 2.0),
-        ...     jax.random.key(0), jnp.arange(2), jnp.ones(2, bool), batch, {}))
-        >>> out.draws["mu"].shape  # (datasets, chains, draws); shapes only: nothing runs
-        (2, 2, 50)
-    """
-    init, imm, ws_evals, chain_keys = chunk_starts(model, program, runtime, key, dataset_index,
-                                                   data, shared)
-    n_datasets, chains = init.logdensity.shape
-    template = jax.tree.map(lambda x: x[0, 0], init.position)
-    _, unravel = ravel_pytree(template)
-    flat = jax.vmap(jax.vmap(lambda p: ravel_pytree(p)[0]))
-    n_dims = flat(init.position).shape[-1]
-    if imm is None:
-        imm = jnp.ones((n_datasets, n_dims), init.logdensity.dtype)
-    if program.dense_mass:
-        imm = jax.vmap(jnp.diag)(imm)
-    per_job = partial(jax.tree.map, lambda x: x.reshape(n_datasets * chains, *x.shape[2:]))
-    jobs = Jobs(
-        dataset=jnp.repeat(jnp.where(valid, jnp.arange(n_datasets), -1), chains),
-        key=per_job(chain_keys), position=per_job(flat(init.position)),
-        logdensity=per_job(init.logdensity), grad=per_job(flat(init.grad)),
-        inverse_mass_matrix=jnp.repeat(imm, chains, axis=0),
-        step_size=jnp.ones(n_datasets * chains, init.logdensity.dtype))
-
-    # Columns shared by all datasets are closed over, not copied to every lane: the model's
-    # gathers by a shared index vectorize across lanes, by per-lane indices they do not.
-    def logdensity(x, data):
-        return model.logdensity(unravel(x), {**shared, **data})
-
-    def constrain(x, data):
-        return ravel_pytree(model.constrain(unravel(x), {**shared, **data}))[0]
-
-    lanes = program.layout.lanes
-    out = run(logdensity, constrain, data, jobs, runtime.schedule, lanes=lanes,
-              draws=program.draws, saved_warmup=program.saved_warmup, thin=runtime.thin,
-              target_accept=runtime.target_accept, dense_mass=program.dense_mass,
-              max_tree_depth=program.max_tree_depth, progress=program.progress)
-    values = jax.eval_shape(model.constrain, template,
-                            {**shared, **jax.tree.map(lambda x: x[0], data)})
-    _, unravel_values = ravel_pytree(jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), values))
-    per_chain = partial(jax.tree.map, lambda x: x.reshape(n_datasets, chains, *x.shape[1:]))
-    values = per_chain(jax.vmap(jax.vmap(unravel_values))(out.draws))
-    params = adaptation.NUTSParameters(per_chain(out.step_size),
-                                       per_chain(out.inverse_mass_matrix))
-    # The lanes' iterations, shared among the datasets fitted.
-    executed = jnp.where(valid, out.iterations * lanes / jnp.maximum(jnp.sum(valid), 1), 0.0)
-    return chunk_output(program, values, per_chain(out.stats), per_chain(out.warmup_grad_evals),
-                        init, ws_evals, params, executed)

@@ -25,8 +25,8 @@ import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 
-from hjax.inference.keys import as_key
-from hjax.inference.results import OBS
+from hjax.inference.nuts.keys import as_key
+from hjax.inference.workflow.results import OBS
 from hjax.model.data import n_observations
 
 __all__ = ["PARETO_K", "loo", "loo_per_dataset", "posterior_predictive", "prior_predictive",

@@ -2,8 +2,8 @@
 
 Diagnostics are data: `diagnose` returns them as an xarray Dataset and `check` as messages;
 `sample` only warns. R-hat is the rank-normalized split R-hat and ESS the bulk and tail ESS of
-Vehtari et al. (2021), as arviz-stats computes them (`hjax.inference.convergence`, vectorized over
-every series); the Monte Carlo standard errors come from arviz-stats.
+Vehtari et al. (2021), as arviz-stats computes them (`hjax.inference.workflow.convergence`,
+vectorized over every series); the Monte Carlo standard errors come from arviz-stats.
 """
 
 from __future__ import annotations
@@ -16,12 +16,13 @@ import pandas as pd
 import xarray as xr
 from arviz_base import rcParams
 
-from hjax.inference import convergence
+from hjax.inference.workflow import convergence
+from hjax.settings import RHAT_LIMIT
 
-__all__ = ["DIAGNOSTICS", "check", "diagnose", "stuck_chains", "summary", "warn_problems"]
+__all__ = ["DIAGNOSTICS", "RHAT_LIMIT", "check", "diagnose", "stuck_chains", "summary",
+           "warn_problems"]
 
 SAMPLE_DIMS = ["chain", "draw"]
-RHAT_LIMIT = 1.01
 # What `diagnose` returns per dataset; `hj.sample` keeps them in `fit_stats`.
 DIAGNOSTICS = ("divergences", "treedepth_hits", "max_rhat", "min_ess_bulk", "min_ess_tail",
                "init_failures", "stuck_chains", "nan_log_density")
@@ -249,12 +250,14 @@ def _reparameterize(attrs) -> str:
             "a tighter prior there")
 
 
-def check(tree: xr.DataTree, diagnosed: xr.Dataset | None = None) -> list[str]:
+def check(tree: xr.DataTree, diagnosed: xr.Dataset | None = None, *,
+          rhat_limit: float = RHAT_LIMIT) -> list[str]:
     """Messages for every diagnostic past its threshold, each with what to try.
 
     One message per kind of problem (listing the datasets), so a sweep of many fits gives a
     few lines, not thousands. `diagnosed`: `diagnose(tree)` when already at hand (`hj.sample`
-    keeps it in `fit_stats`); computed when None.
+    keeps it in `fit_stats`); computed when None. `rhat_limit`: the largest R-hat allowed
+    (`hj.sample` passes its `escalation.max_rhat`).
 
     Example:
         >>> result = hj.sample(model, data, key=0, chains=2, warmup=100, draws=50, warn=False)
@@ -296,10 +299,10 @@ def check(tree: xr.DataTree, diagnosed: xr.Dataset | None = None) -> list[str]:
         messages.append(
             f"{int(diag.treedepth_hits.sum())} transitions{_where(found, batched)} hit the "
             f"maximum tree depth ({depth}): raise max_tree_depth or reparameterize.")
-    if (found := bad(diag.max_rhat > RHAT_LIMIT)).size:
+    if (found := bad(diag.max_rhat > rhat_limit)).size:
         worst = float(diag.max_rhat.max())
         messages.append(
-            f"R-hat up to {worst:.3f} > {RHAT_LIMIT}{_where(found, batched)}: the chains have not "
+            f"R-hat up to {worst:.3f} > {rhat_limit}{_where(found, batched)}: the chains have not "
             "mixed; run longer (more warmup and draws) or check the model.")
     low = ESS_PER_CHAIN * chains
     ess = np.minimum(diag.min_ess_bulk, diag.min_ess_tail)
@@ -310,7 +313,8 @@ def check(tree: xr.DataTree, diagnosed: xr.Dataset | None = None) -> list[str]:
     return messages
 
 
-def warn_problems(tree: xr.DataTree, diagnosed: xr.Dataset | None = None) -> list[str]:
+def warn_problems(tree: xr.DataTree, diagnosed: xr.Dataset | None = None, *,
+                  rhat_limit: float = RHAT_LIMIT) -> list[str]:
     """Issue each of `check`'s messages as a `UserWarning`; return them.
 
     Example:
@@ -322,7 +326,7 @@ def warn_problems(tree: xr.DataTree, diagnosed: xr.Dataset | None = None) -> lis
         >>> [str(warning.message) for warning in issued] == messages == hj.check(result)
         True
     """
-    messages = check(tree, diagnosed)
+    messages = check(tree, diagnosed, rhat_limit=rhat_limit)
     for message in messages:
         warnings.warn(message, UserWarning, stacklevel=3)
     return messages

@@ -7,6 +7,7 @@ import time
 import warnings
 from collections.abc import Mapping, Sequence
 from functools import partial
+from typing import TYPE_CHECKING
 
 import equinox as eqx
 import jax
@@ -16,23 +17,26 @@ import xarray as xr
 from jaxtyping import PRNGKeyArray
 
 from hjax.errors import ModelError
-from hjax.inference import diagnostics
-from hjax.inference.batching import Layout, as_batch, map_chunks, shared_columns
-from hjax.inference.chunks import ChunkOutput, Program, Runtime, run_chunk
-from hjax.inference.escalation import Run, attempt_key, escalate
-from hjax.inference.init import explain_nonfinite
-from hjax.inference.keys import as_key, sampling_key
-from hjax.inference.progress import progress_bar
-from hjax.inference.results import STAT_NAMES, starts_dataset, to_datatree
-from hjax.inference.samplers import sampler_for
+from hjax.inference.nuts.keys import as_key, sampling_key
+from hjax.inference.nuts.progress import progress_bar
+from hjax.inference.run.batching import Layout, as_batch, map_chunks, shared_columns
+from hjax.inference.run.chunks import Chunk, ChunkOutput, Program, Runtime, run_chunk
+from hjax.inference.run.escalation import Run, attempt_key, escalate
+from hjax.inference.run.init import explain_nonfinite
+from hjax.inference.run.samplers import sampler_for
+from hjax.inference.workflow import diagnostics
+from hjax.inference.workflow.results import STAT_NAMES, starts_dataset, to_datatree
 from hjax.model.reduction import plan_reduction
 from hjax.model.regular_index import with_regular_indices
 from hjax.settings import FitSettings, validated
 
+if TYPE_CHECKING:
+    from hjax.model.model import Model
+
 __all__ = ["fitted", "sample"]
 
 
-def _report_init_failures(model, out, data, batched: bool) -> None:
+def _report_init_failures(model: Model, out, data, batched: bool) -> None:
     failed = np.argwhere(~out.init_ok)
     if not len(failed):
         return
@@ -59,7 +63,7 @@ def _report_init_failures(model, out, data, batched: bool) -> None:
 
 
 def sample(
-    model,
+    model: Model,
     data: Mapping | Sequence[Mapping],
     *,
     key: PRNGKeyArray | int,
@@ -73,11 +77,17 @@ def sample(
 
     Each chain adapts its own step size and mass matrix. Datasets are spread over the local
     devices in chunks of `batch_size`, all through one compiled program. The default sampler,
-    "nuts", runs each device's chains on `lanes` lanes, so no chain waits for another's;
-    "blackjax" vmaps BlackJAX's NUTS kernel (`hjax.inference.samplers`), with the same
-    transitions. Dataset d's randomness is `fold_in(key, d)`: its chains are the same
-    whatever the layout or sampler (bit for bit within a layout, up to rounding across).
-    Changing `warmup`, `target_accept`, `init_radius` or `thin` reuses the compiled program.
+    `hj.LanesNUTS()` ("nuts"), runs each device's chains on `lanes` lanes, so no chain waits
+    for another's; `hj.BlackJAXNUTS()` ("blackjax") vmaps BlackJAX's NUTS kernel
+    (`hjax.inference.run.samplers`), with the same transitions. Dataset d's randomness is
+    `fold_in(key, d)`: its chains are the same whatever the layout or sampler (bit for bit
+    within a layout, up to rounding across). Changing `warmup`, `target_accept`, the
+    initialisation's radius or `thin` reuses the compiled program (`hj.clear_caches()` drops
+    the programs kept).
+
+    On CPU the local devices are the cores: `import hjax` asks JAX for one CPU device per
+    core (`HJAX_CPU_DEVICES` overrides it; a count set before the import, by `XLA_FLAGS` or
+    `jax_num_cpu_devices`, is kept; see `hjax.devices`), and datasets are spread over them.
 
     Args:
         model: an `hj.Model`.
@@ -91,11 +101,13 @@ def sample(
         first_dataset: global index of this call's first dataset, for a sweep split over
             calls (batches of a study, jobs of a cluster): dataset d uses
             `fold_in(key, first_dataset + d)`.
-        **options: any field of `hj.FitSettings`: sampler, chains (4), warmup (1000, or 300
-            after a warm start), draws (1000), thin (1), target_accept (0.8), dense_mass,
-            max_tree_depth (10), init (None: uniform(-init_radius, init_radius); "prior",
-            "advi", "pathfinder"), init_radius (2), batch_size, lanes, vectorize, devices,
-            save_warmup.
+        **options: any field of `hj.FitSettings`: sampler (`hj.LanesNUTS()`, or "nuts" /
+            "blackjax"), chains (4), warmup (1000, or 300 after a warm start), draws (1000),
+            thin (1), target_accept (0.8), dense_mass, max_tree_depth (10), init
+            (`hj.InitUniform(radius=2)`; `hj.InitPrior()`, `hj.ADVI()`, `hj.Pathfinder()`, or
+            their names), batch_size, devices, save_warmup, escalation, reduce; and the
+            sampler's and initialisation's options as settings: lanes, vectorize,
+            init_radius.
 
     Returns:
         An ArviZ DataTree with `posterior` (constrained values named as by
@@ -139,17 +151,18 @@ def sample(
     starts = _constrained_starts(model, run.out.init_positions, host_data)
     tree["start"] = xr.DataTree(starts_dataset(model, starts, batched))
     if warn:
-        diagnostics.warn_problems(tree, tree.fit_stats.to_dataset()[list(diagnostics.DIAGNOSTICS)])
+        diagnostics.warn_problems(tree, tree.fit_stats.to_dataset()[list(diagnostics.DIAGNOSTICS)],
+                                  rhat_limit=settings.escalation.max_rhat)
     return tree
 
 
 @eqx.filter_jit
-def _constrained_starts(model, positions, data):
+def _constrained_starts(model: Model, positions, data):
     """Each chain's starting point as the posterior names its values (datasets x chains)."""
     return jax.vmap(lambda p, d: jax.vmap(lambda q: model.constrain(q, d))(p))(positions, data)
 
 
-def fitted(model, host_data: dict[str, np.ndarray], reduce: bool = True):
+def fitted(model: Model, host_data: dict[str, np.ndarray], reduce: bool = True):
     """The model and batch `hj.sample` fits to the batch `host_data`, and the reduction it
     used ("none"): the exact reduction of `model` where one applies and `reduce` (the same
     posterior), and levels whose index column is a regular pattern of their groups marked
@@ -169,7 +182,7 @@ def fitted(model, host_data: dict[str, np.ndarray], reduce: bool = True):
             plan.describe() if plan else "none")
 
 
-def _run(model, settings: FitSettings, batch, key, progress: bool,
+def _run(model: Model, settings: FitSettings, batch, key, progress: bool,
          dataset_index: np.ndarray) -> Run:
     """Fit every dataset of `batch` chunk by chunk (dataset b as `dataset_index[b]`); the
     outputs and the run's attrs."""
@@ -180,10 +193,11 @@ def _run(model, settings: FitSettings, batch, key, progress: bool,
     layout = sampler.layout(n_datasets, chains=settings.chains, batch_size=settings.batch_size,
                             devices=settings.devices)
     warmup = settings.warmup_iterations
-    program = Program(sampler, layout, settings.chains, settings.draws,
-                      warmup if settings.save_warmup else 0, settings.dense_mass,
-                      settings.max_tree_depth, settings.init, progress)
-    runtime = Runtime.of(warmup, settings.target_accept, settings.init_radius, settings.thin)
+    program = Program(sampler=sampler, layout=layout, chains=settings.chains,
+                      draws=settings.draws, saved_warmup=warmup if settings.save_warmup else 0,
+                      dense_mass=settings.dense_mass, max_tree_depth=settings.max_tree_depth,
+                      progress=progress)
+    runtime = Runtime.of(warmup, settings.target_accept, settings.init, settings.thin)
     chain_key, shared = sampling_key(key), shared_columns(batch)
     global_index = jnp.asarray(dataset_index, jnp.int32)
     compile_seconds = 0.0
@@ -201,8 +215,8 @@ def _run(model, settings: FitSettings, batch, key, progress: bool,
         def fit(index, valid, chunk):
             nonlocal compile_seconds
             varying = {k: v for k, v in chunk.items() if k not in shared}
-            out, seconds = run_chunk(model, program, chain_key, global_index[index], valid,
-                                     varying, shared, runtime)
+            out, seconds = run_chunk(model, program, runtime, chain_key,
+                                     Chunk(global_index[index], valid, varying, shared))
             compile_seconds += seconds
             return out
 
@@ -222,7 +236,7 @@ def _attrs(settings: FitSettings, sampler_attrs: dict, layout: Layout, out: Chun
         "chains": settings.chains, "warmup": warmup, "draws": settings.draws,
         "thin": settings.thin,
         "target_accept": settings.target_accept, "dense_mass": int(settings.dense_mass),
-        "max_tree_depth": settings.max_tree_depth, "init": settings.init or "uniform",
+        "max_tree_depth": settings.max_tree_depth, "init": settings.init.name,
         "batch_size": layout.size, "backend": jax.default_backend(),
         "devices": layout.devices, "sampling_time": sampling_time,
         "compile_time": compile_time,
@@ -233,7 +247,7 @@ def _attrs(settings: FitSettings, sampler_attrs: dict, layout: Layout, out: Chun
     }
 
 
-def _to_tree(model, settings: FitSettings, run: Run, host_data, batched: bool,
+def _to_tree(model: Model, settings: FitSettings, run: Run, host_data, batched: bool,
              attempts: xr.Dataset | None = None) -> xr.DataTree:
     out, attrs = run
     stats = {name: getattr(out.stats, name) for name in STAT_NAMES}

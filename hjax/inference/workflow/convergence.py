@@ -24,8 +24,8 @@ __all__ = ["rank_diagnostics"]
 
 BLOM_OFFSET = 3 / 8  # fractional offset of the rank back-transform (Blom 1958)
 # Series computed together: their arrays stay in cache and in malloc's heap. All 2688 series
-# of a 64-dataset crossed Bernoulli fit (4 x 500 draws) at once took 0.73 s on one core, in
-# blocks of 32 0.49 s (arrays of whole batches were fresh pages every time, and out of cache).
+# of a 64-dataset crossed Bernoulli fit at once were slower than blocks of 32 (figures in
+# scripts/bench/RESULTS.md): arrays of whole batches were fresh pages, and out of cache.
 BLOCK = 32
 
 
@@ -169,7 +169,7 @@ def _rows_diagnostics(rows: np.ndarray, prob: float) -> np.ndarray:
         # arviz-stats' max(bulk, tail): a NaN bulk R-hat stays NaN, a NaN tail one is skipped
         rhat = np.where(tail_rhat > bulk_rhat, tail_rhat, bulk_rhat)
     # The split chains' sorted values are the draws' own where no middle draw was dropped; a
-    # quantile of sorted values is 5x faster to find
+    # quantile of sorted values is faster to find (scripts/bench/RESULTS.md)
     values = ordered if ordered.shape[1] == rows[0].size else rows.reshape(len(rows), -1)
     quantiles = np.quantile(values, sorted((prob, 1 - prob)), axis=1)
     tail = np.minimum(*(_ess(_split_chains((rows <= q[:, None, None]).astype(float)))
