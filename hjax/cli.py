@@ -167,9 +167,11 @@ def recover(config, replicates, output, shard):
 @click.option("--partition", help="override cluster.partition")
 @click.option("--time", "minutes", type=int, help="override cluster.time (minutes per task)")
 @click.option("--output", type=click.Path(), help="override the output directory")
+@click.option("--dry-run", is_flag=True, help="print the sbatch scripts; submit nothing")
 @_friendly
-def submit(config, study, tasks, partition, minutes, output):
-    """Run a CONFIG's study as a Slurm job array (one task per shard) plus a merge job."""
+def submit(config, study, tasks, partition, minutes, output, dry_run):
+    """Run a CONFIG's study as a Slurm job array (one task per shard) plus a merge job; a
+    re-submit starts at most one task per missing batch."""
     from hjax import cluster
 
     loaded = _load(config, {"study": study, "output": output})
@@ -178,7 +180,15 @@ def submit(config, study, tasks, partition, minutes, output):
     if changes:
         settings = loaded.cluster.model_validate(loaded.cluster.model_dump() | changes)
         loaded = loaded.model_copy(update={"cluster": settings})
+    if dry_run:
+        for name, script in cluster.sbatch_scripts(loaded).items():
+            click.echo(f"# --- {name} job: sbatch script ---\n{script}")
+        return
     record = cluster.submit(loaded)
+    if record is None:
+        click.echo(f"nothing to submit: every batch of the study in {loaded.output} is "
+                   f"stored; `hjax report {loaded.output}` merges them")
+        return
     click.echo(f"submitted {loaded.kind} of {loaded.title}: array job {record['array']} "
                f"({record['tasks']} tasks), merge job {record['merge']} after it\n"
                f"follow it with: hjax status {loaded.output}")
@@ -188,17 +198,33 @@ def submit(config, study, tasks, partition, minutes, output):
 @click.argument("output", type=click.Path(exists=True, file_okay=False))
 @_friendly
 def status(output):
-    """Batches done, missing and failed, problems, throughput, and Slurm jobs of a study."""
+    """Batches done, missing and failed, problems, throughput (an ETA while tasks run), and
+    the study's Slurm jobs: each task's state, requeues, why it failed, its log; the merge
+    job's verdict."""
     from hjax import cluster, jobs
     from hjax.studies.status import describe, study_status
 
     config = jobs.load_config(output)
     click.echo(f"{config.kind} of {config.title} in {output}")
+    slurm, running = cluster.slurm_states(output)
     batches = Path(output) / "batches"
     started = (batches / "study.json").exists()
-    lines = describe(study_status(batches)) if started else ["no worker has started yet"]
-    for line in lines + cluster.slurm_states(output):
+    lines = (describe(study_status(batches), running=running) if started
+             else ["no worker has started yet"])
+    for line in lines + slurm:
         click.echo(line)
+
+
+@main.command()
+@click.argument("output", type=click.Path(exists=True, file_okay=False))
+@_friendly
+def cancel(output):
+    """Cancel the Slurm jobs (arrays and merge jobs) of the study in OUTPUT."""
+    from hjax import cluster
+
+    said = cluster.cancel(output)
+    click.echo("\n".join(said) if said else f"nothing to cancel: no job of the study in "
+                                               f"{output} is queued or running")
 
 
 @main.command()

@@ -38,6 +38,7 @@ from hjax.inference.nuts.keys import check_seed
 from hjax.model.model import Model
 from hjax.settings import Count, FitSettings, Number, Settings, StudySettings
 from hjax.studies.recover import held_numbers
+from hjax.studies.store import CLAIM_EXPIRY
 
 
 class ClusterSettings(Settings):
@@ -49,7 +50,11 @@ class ClusterSettings(Settings):
     """
 
     tasks: Count = Field(4, ge=1, description="array size: the study's batches are dealt out "
-                                              "round-robin to this many shards")
+                                              "round-robin to this many shards, and a task "
+                                              "done with its own takes the others' unclaimed")
+    claim_expiry: Number = Field(CLAIM_EXPIRY, gt=0, description=(
+        "seconds a task's claim of a batch lasts unrenewed: how long a dead task's batch in "
+        "hand waits before another task takes it"))
     parallel: Count | None = Field(None, ge=1, description="array tasks running at once")
     partition: str | None = None
     account: str | None = None

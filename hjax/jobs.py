@@ -94,8 +94,9 @@ def load_config(output: str | os.PathLike) -> StudyConfig:
 
 def run(config: StudyConfig, *, shard: str | tuple[int, int] | None = None,
         on_batch=None) -> xr.Dataset:
-    """Fit the config's study (or shard k/n of its batches) into `<output>/batches`; returns
-    the table of every batch stored so far.
+    """Fit the config's study (or shard k/n of its batches; a `hjax.studies.runner.Shard`
+    with a `claim_expiry` claims batches and takes the other shards' unclaimed ones) into
+    `<output>/batches`; returns the table of every batch stored so far.
 
     Example:
         >>> import tempfile

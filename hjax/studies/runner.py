@@ -7,6 +7,9 @@ With a `directory`, each finished batch is published to the study's `Store` (ato
 killed run never leaves a half-written batch) and a re-run skips the batches already there:
 an interrupted run ends with exactly the results of an uninterrupted one. A `shard` (k, n)
 fits only batches k, k + n, k + 2n, ...: n workers, on one machine or many, share a study.
+A `Shard` with a `claim_expiry` (Slurm array tasks) claims its batches from the store instead
+and then takes any other unclaimed one, so the tasks that remain finish a study whatever
+happens to the others.
 """
 
 from __future__ import annotations
@@ -15,9 +18,10 @@ import functools
 import hashlib
 import importlib.metadata
 import os
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -39,8 +43,8 @@ from hjax.studies.store import FORMAT, Batch, Store, batches
 if TYPE_CHECKING:
     from hjax.model.model import Model
 
-__all__ = ["combine", "merge_directory", "parse_shard", "prior_variance", "rhat_limit",
-           "run_study", "truths_dataset"]
+__all__ = ["Shard", "combine", "merge_directory", "parse_shard", "prior_variance",
+           "rhat_limit", "run_study", "truths_dataset"]
 
 PRIOR_DRAWS = 4000  # prior draws behind each parameter's prior variance (contraction)
 
@@ -84,15 +88,29 @@ def prior_variance(model: Model, design: dict, key, n: int = PRIOR_DRAWS) -> xr.
     return table.var("dataset", ddof=1)
 
 
-def parse_shard(shard: tuple[int, int] | str | None) -> tuple[int, int]:
-    """(k, n) from `(k, n)` or "k/n" (worker k of n, 0-based); (0, 1) for None.
+class Shard(NamedTuple):
+    """Worker `index` of `count`. Without `claim_expiry` it fits batches index, index +
+    count, ... and nothing else; with one (seconds), it claims those batches from the store
+    first and then any other batch neither stored nor claimed (or whose claim expired), and
+    waits for claimed batches to be stored or their claims to expire: a dead, cancelled or
+    slow worker's batches go to the others."""
+
+    index: int
+    count: int
+    claim_expiry: float | None = None
+
+
+def parse_shard(shard: tuple[int, int] | str | None) -> Shard:
+    """A `Shard` from `(k, n)`, "k/n" (worker k of n, 0-based) or a `Shard`; 0/1 for None.
 
     Example:
         >>> parse_shard("2/4")
-        (2, 4)
+        Shard(index=2, count=4, claim_expiry=None)
     """
     if shard is None:
-        return 0, 1
+        return Shard(0, 1)
+    if isinstance(shard, Shard):
+        return shard
     try:
         k, n = (int(x) for x in (shard.split("/") if isinstance(shard, str) else shard))
     except (TypeError, ValueError):
@@ -100,7 +118,7 @@ def parse_shard(shard: tuple[int, int] | str | None) -> tuple[int, int]:
                           f"{shard!r}.") from None
     if not 0 <= k < n:
         raise ConfigError(f"shard {k}/{n}: need 0 <= k < n (workers are counted from 0).")
-    return k, n
+    return Shard(k, n)
 
 
 def _manifest(model, fit_model, design, n_datasets, settings, key, given, labels) -> dict:
@@ -191,7 +209,8 @@ def run_study(
         directory: where batches are stored and resumed from (any number of workers may
             share it); None keeps everything in memory.
         shard: fit only batches k, k + n, ... (`(k, n)` or "k/n"); the others are read from
-            `directory` if there, else reported missing.
+            `directory` if there, else reported missing. A `Shard` with a `claim_expiry`
+            (needs `directory`) shares the batches out by claims instead.
         on_batch: called as on_batch(datasets_done, n_datasets) before the first batch (once
             the store has accepted the run) and after each (progress bars, interruption).
         fit_model: the model fitted to the simulated data, if not `model` itself (to check that
@@ -216,6 +235,9 @@ def run_study(
     """
     settings = StudySettings() if settings is None else settings
     shard = parse_shard(shard)
+    if shard.claim_expiry is not None and directory is None:
+        raise ConfigError("A shard that claims batches needs a study directory to claim them "
+                          "in: give `directory`.")
     fit_model = model if fit_model is None else fit_model
     if set(fit_model.param_dims) != set(model.param_dims):
         raise ModelError(
@@ -233,8 +255,11 @@ def run_study(
     batch_study = _BatchStudy(model=model, fit_model=fit_model, design=design,
                               settings=fit_settings, sim_key=sim_key, fit_key=fit_key,
                               prior_key=prior_key, given=given, extra=extra)
-    tables, missing = _run_batches(batch_study, store, batches(n_datasets, settings.batch_size),
-                                   shard, on_batch)
+    todo = batches(n_datasets, settings.batch_size)
+    if shard.claim_expiry is None:
+        tables, missing = _run_batches(batch_study, store, todo, shard, on_batch)
+    else:
+        tables, missing = _claim_batches(batch_study, store, todo, shard, on_batch)
     # The report and `hjax status` judge R-hat by the limit the study's refits used.
     limit = {"rhat_limit": settings.escalation.max_rhat}
     if not tables:  # a worker with no batch of its own, before any other worker stored one
@@ -243,12 +268,12 @@ def run_study(
     return combine(tables, n_datasets, missing).assign_attrs(limit)
 
 
-def _run_batches(batch_study, store: Store | None, todo: list[Batch], shard: tuple[int, int],
+def _run_batches(batch_study, store: Store | None, todo: list[Batch], shard: Shard,
                  on_batch) -> tuple[list[xr.Dataset], list[Batch]]:
     """Each batch's table: stored, or fitted (and published) when it is this shard's; the
     batches neither stored nor this shard's are missing. A batch that fails is recorded in
     the store and the others are fitted before the failures are raised."""
-    mine, n_shards = shard
+    mine, n_shards, _ = shard
     n_datasets = todo[-1].stop
     tables, missing, failed = [], [], []
     if on_batch is not None:
@@ -272,11 +297,76 @@ def _run_batches(batch_study, store: Store | None, todo: list[Batch], shard: tup
         tables.append(table)
         if on_batch is not None:
             on_batch(sum(t.sizes["dataset"] for t in tables), n_datasets)
+    _raise_failed(failed, store)
+    return tables, missing
+
+
+def _raise_failed(failed: list[str], store: Store | None) -> None:
     if failed:
         raise BatchesFailedError(
             f"{len(failed)} batch(es) failed: " + "; ".join(failed[:3])
             + f". Their errors are in {store.directory}/failed-*.json; the other batches are "
             "stored, and a re-run fits only what is missing.")
+
+
+def _claim_batches(batch_study, store: Store, todo: list[Batch], shard: Shard,
+                   on_batch) -> tuple[list[xr.Dataset], list[Batch]]:
+    """Fit batches by claiming them (see `Shard`) until every batch is stored, or failed, or
+    left to a re-run: a batch another worker failed (its `failed-*.json`) is not retried
+    here unless it is this shard's own. Returns the stored tables and the missing batches.
+
+    `on_batch` is called after each stored batch and while waiting on other workers' claims
+    (so a preemption signal is acted on between batches, never during one)."""
+    n_datasets = todo[-1].stop
+    own = [b for b in todo if b.number % shard.count == shard.index]
+    # Others' batches from the end: their live owners work from the front, so a taker and an
+    # owner rarely reach for the same batch.
+    order = own + [b for b in reversed(todo) if b.number % shard.count != shard.index]
+    # Checking a claim reads files on a shared filesystem: a few seconds apart is enough.
+    poll = min(5.0, shard.claim_expiry / 4)
+    tried: set[Batch] = set()
+    failed = []
+
+    def report() -> None:
+        if on_batch is not None:
+            on_batch(sum(b.stop - b.start for b in todo if store.done(b)), n_datasets)
+
+    report()
+    while True:
+        others_failed = set(store.failures())
+        waiting = fitted = False
+        for batch in order:
+            if batch in tried or store.done(batch):
+                continue
+            if batch not in own and batch.name in others_failed:
+                continue  # left to a re-run, which fits it on its own shard
+            claim = store.claim(batch, shard.claim_expiry)
+            if claim is None:
+                waiting = True
+                continue
+            with claim:
+                tried.add(batch)
+                if store.done(batch):  # stored after we looked, before we claimed
+                    continue
+                try:
+                    store.publish(batch, batch_study.fit(batch))
+                except Exception as error:
+                    store.record_failure(batch, error)
+                    failed.append(f"{batch.name} ({type(error).__name__}: {error})")
+            fitted = True
+            break  # look again from this shard's own batches
+        if fitted:
+            report()
+        elif waiting:
+            time.sleep(poll)
+            report()
+        else:
+            break
+    _raise_failed(failed, store)
+    tables, missing = [], []
+    for batch in todo:
+        table = store.load(batch)
+        (missing if table is None else tables).append(batch if table is None else table)
     return tables, missing
 
 

@@ -95,8 +95,10 @@ def _names(batches: list[Batch], limit: int = 6) -> str:
     return shown + (f", ... ({len(batches)} in all)" if len(batches) > limit else "")
 
 
-def describe(status: StudyStatus) -> list[str]:
-    """The status as lines of text.
+def describe(status: StudyStatus, running: bool | None = None) -> list[str]:
+    """The status as lines of text; an estimate of the time left only while workers may be
+    fitting (`running`: whether any Slurm task runs; None: not known, e.g. workers started
+    by hand).
 
     Example:
         >>> import tempfile
@@ -124,8 +126,8 @@ def describe(status: StudyStatus) -> list[str]:
         lines.append("fits with problems: " + (", ".join(found) if found else "none"))
     if status.compute_seconds is not None:
         eta = status.eta_seconds
-        left = "" if not status.missing else (
-            f"; about {eta:.0f} s left at this rate" if eta is not None else "")
+        left = "" if not status.missing or running is False or eta is None else (
+            f"; about {eta:.0f} s left at this rate")
         lines.append(f"throughput: {status.rate:.3g} datasets/s since the study started "
                      f"({status.compute_seconds:.3g} s of fitting per dataset){left}")
     return lines

@@ -12,6 +12,11 @@ study started there) is never merged. Such a batch, or one that cannot be read o
 hold the datasets its name promises, is moved aside (`.batch-*.nc.other-study-*`,
 `.batch-*.nc.corrupt-*`) and reported, and its batch refitted. A batch that failed leaves
 `failed-<start>-<stop>.json` with the error, until a worker fits it.
+
+Workers that share the batches out as they go (Slurm array tasks) claim a batch before fitting
+it: `claim-<start>-<stop>.<generation>.json` names the holder and when the claim expires; the
+holder renews it while it fits, so only a dead or stalled worker's claim expires, and then
+another worker may take the batch over (see `Store.claim`).
 """
 
 from __future__ import annotations
@@ -23,6 +28,8 @@ import json
 import os
 import shutil
 import socket
+import threading
+import time
 import traceback
 import uuid
 import warnings
@@ -34,13 +41,14 @@ import xarray as xr
 
 from hjax.errors import StudyDirectoryError
 
-__all__ = ["Batch", "Store", "batches", "check_writable", "read_json_object", "write_atomic",
-           "writing"]
+__all__ = ["CLAIM_EXPIRY", "Batch", "Claim", "Store", "batches", "check_writable",
+           "read_json_object", "write_atomic", "writing"]
 
 MANIFEST = "study.json"
 FINGERPRINT = "study_fingerprint"  # the attribute of a batch file naming its study
 FORMAT = 4  # of study.json; 4: the sampler and init as {name, options}
 FINGERPRINTED = 3  # batches carry the study's fingerprint since format 3
+CLAIM_EXPIRY = 180.0  # seconds a batch's claim lasts unless its holder renews it
 _MANIFEST_FIX = ("delete the directory to start over, or delete only this file and re-run the "
                  "study's own config (its stored batches are kept; other studies' are set "
                  "aside).")
@@ -376,3 +384,148 @@ class Store:
 
     def done(self, batch: Batch) -> bool:
         return self.path(batch).exists()
+
+
+    def claim(self, batch: Batch, expiry: float = CLAIM_EXPIRY) -> Claim | None:
+        """Hold `batch` for this worker for `expiry` seconds (renewed while the claim is used
+        as a context manager), or None if a live claim of another worker holds it.
+
+        Why exactly one of any number of racing workers wins: a claim is the file of the
+        highest generation, and a claim file is only ever created by `os.link`, which fails if
+        the name exists (atomic on local and network filesystems, where O_EXCL is not on older
+        NFS), so each generation has one creator. A worker creates generation g + 1 only after
+        reading generation g expired (or released); of two that read it so, one link wins;
+        one that listed the claims before g + 1 appeared tries a name that now exists and
+        fails. Only the holder rewrites its file afterwards (renewal, release), by an atomic
+        replace, so a reader sees a whole claim. A holder stalled past its expiry finds
+        generation g + 1 at its next renewal and stops renewing; what it may still publish
+        has the same bits (a batch is a pure function of its index) and is published
+        atomically. Claims are removed once the batch is stored; a new holder re-checks that
+        the batch is not stored before fitting it.
+
+        Example:
+            >>> import tempfile
+            >>> store = Store(tempfile.mkdtemp(), {"model": "...", "n_datasets": 8})
+            >>> claim = store.claim(Batch(0, 0, 4), expiry=60)
+            >>> store.claim(Batch(0, 0, 4)) is None  # held by a live claim
+            True
+            >>> claim.release()
+            >>> store.claim(Batch(0, 0, 4)) is not None  # released: free to take
+            True
+        """
+        found = self._claims(batch)
+        generation = 0
+        if found:
+            latest = max(found)
+            if not _expired(found[latest]):
+                return None
+            generation = latest + 1
+        claim = Claim(self, batch, generation, expiry)
+        return claim if claim.create() else None
+
+    def _claims(self, batch: Batch) -> dict[int, Path]:
+        """Generation -> claim file of `batch`."""
+        found = {}
+        for path in self.directory.glob(f"claim-{batch.name}.*.json"):
+            with contextlib.suppress(ValueError):
+                found[int(path.name.split(".")[1])] = path
+        return found
+
+    def claimed(self, batch: Batch) -> bool:
+        """Whether a live (unexpired, unreleased) claim holds `batch`."""
+        found = self._claims(batch)
+        return bool(found) and not _expired(found[max(found)])
+
+    def clear_claims(self, batch: Batch) -> None:
+        """Remove the claims of a stored batch (no worker needs them any more)."""
+        for path in self._claims(batch).values():
+            path.unlink(missing_ok=True)
+
+
+def _expired(path: Path) -> bool:
+    """Whether the claim in `path` has expired or was released. A claim is created and
+    rewritten whole (link, replace), so one that cannot be read was damaged or removed
+    (its batch stored) meanwhile: it holds nothing."""
+    try:
+        return json.loads(path.read_text())["expires"] < time.time()
+    except (OSError, ValueError, KeyError, TypeError):
+        return True
+
+
+def _owner() -> dict:
+    """Who holds a claim: the Slurm job (array task), host and pid."""
+    task = os.environ.get("SLURM_ARRAY_TASK_ID")
+    job = (f"{os.environ.get('SLURM_ARRAY_JOB_ID')}_{task}" if task is not None
+           else os.environ.get("SLURM_JOB_ID"))
+    return {"slurm_job": job, "host": socket.gethostname(), "pid": os.getpid()}
+
+
+class Claim:
+    """This worker's hold on one batch (see `Store.claim`). Used as a context manager, a
+    daemon thread renews it every quarter of `expiry` while the batch is fitted; leaving it
+    releases the claim (or removes the batch's claims once the batch is stored)."""
+
+    def __init__(self, store: Store, batch: Batch, generation: int, expiry: float):
+        self.store, self.batch, self.expiry = store, batch, expiry
+        self.path = store.directory / f"claim-{batch.name}.{generation}.json"
+        self._next = store.directory / f"claim-{batch.name}.{generation + 1}.json"
+        self._stop = threading.Event()
+        self._renewer: threading.Thread | None = None
+
+    def _record(self, expires: float) -> Path:
+        tmp = _unique_name(self.path, "tmp")
+        tmp.write_text(json.dumps({"batch": self.batch.name, **_owner(), "expires": expires}))
+        return tmp
+
+    def create(self) -> bool:
+        """Create the claim file; False if another worker created this generation first."""
+        tmp = self._record(time.time() + self.expiry)
+        try:
+            os.link(tmp, self.path)
+            return True
+        except FileExistsError:
+            return False
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    @property
+    def lost(self) -> bool:
+        """Whether another worker took the batch over (this claim expired unrenewed)."""
+        return self._next.exists()
+
+    def renew(self) -> bool:
+        """Push the expiry `expiry` seconds on; False (and nothing written) if lost."""
+        if self.lost:
+            return False
+        os.replace(self._record(time.time() + self.expiry), self.path)
+        return True
+
+    def release(self) -> None:
+        """Give the batch up: its claims are removed if it is stored, else this one is marked
+        released (the next worker takes the next generation: generations only grow)."""
+        if self.store.done(self.batch):
+            self.store.clear_claims(self.batch)
+        elif not self.lost:
+            os.replace(self._record(0.0), self.path)
+
+    def _renew_until_stopped(self) -> None:
+        while not self._stop.wait(self.expiry / 4):
+            try:
+                if not self.renew():
+                    warnings.warn(f"The claim of batch {self.batch.name} expired before it was "
+                                  "renewed (this worker stalled) and another worker took it "
+                                  "over.", UserWarning, stacklevel=1)
+                    return
+            except OSError:  # a passing filesystem error: the next period tries again
+                continue
+
+    def __enter__(self) -> Claim:
+        self._renewer = threading.Thread(target=self._renew_until_stopped, daemon=True,
+                                         name=f"hjax-claim-{self.batch.name}")
+        self._renewer.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._renewer.join()
+        self.release()
