@@ -168,8 +168,8 @@ def _log(out: Path, task: str) -> str:
 
 def test_cancelled_and_killed_tasks_leave_their_batches_to_the_others(tmp_path):
     # A dead task's batch in hand is taken over once its claim expires unrenewed.
-    path = _config(tmp_path, datasets=48, batch_size=4, tasks=3, warmup=150)
-    path.write_text(path.read_text().replace("time: 10}", "time: 10, claim_expiry: 15}"))
+    path = _config(tmp_path, datasets=24, batch_size=4, tasks=3, warmup=150)
+    path.write_text(path.read_text().replace("time: 10}", "time: 10, claim_expiry: 8}"))
     record = _submit(path)
     out = tmp_path / "out"
     held = _first_holders(out / "batches", 2)
@@ -187,12 +187,12 @@ def test_cancelled_and_killed_tasks_leave_their_batches_to_the_others(tmp_path):
         assert (out / "batches" / f"batch-{claim['batch']}.nc").exists()
     assert len(json.loads((out / "slurm" / "jobs.json").read_text())) == 1  # no re-submit
     merged = xr.load_dataset(out / "sbc.nc")
-    assert merged["dataset"].values.tolist() == list(range(48))
+    assert merged["dataset"].values.tolist() == list(range(24))
     xr.testing.assert_identical(merged.drop_attrs(), reference.drop_attrs())
 
 
 def test_sigterm_preemption_stores_the_batch_in_hand_and_requeues(tmp_path):
-    path = _config(tmp_path, datasets=48, batch_size=4, tasks=2, warmup=150)
+    path = _config(tmp_path, datasets=24, batch_size=4, tasks=2, warmup=150)
     record = _submit(path)
     out = tmp_path / "out"
     task = f"{record['array']}_0"
@@ -209,12 +209,12 @@ def test_sigterm_preemption_stores_the_batch_in_hand_and_requeues(tmp_path):
     log = _log(out, task)
     assert "Caught signal SIGTERM" in log and "DUE TO JOB REQUEUE" in log
     merged = xr.load_dataset(out / "sbc.nc")
-    assert merged["dataset"].values.tolist() == list(range(48))
+    assert merged["dataset"].values.tolist() == list(range(24))
     xr.testing.assert_identical(merged.drop_attrs(), reference.drop_attrs())
 
 
 def test_usr2_where_requeue_is_refused_stops_the_task_and_loses_nothing(tmp_path):
-    path = _config(tmp_path, datasets=48, batch_size=4, tasks=2, warmup=150)
+    path = _config(tmp_path, datasets=24, batch_size=4, tasks=2, warmup=150)
     path.write_text(path.read_text().replace("time: 10}", "time: 10, sbatch: {no-requeue: true}}"))
     record = _submit(path)
     out = tmp_path / "out"
@@ -231,7 +231,7 @@ def test_usr2_where_requeue_is_refused_stops_the_task_and_loses_nothing(tmp_path
     assert "CalledProcessError" not in log and "Traceback" not in log
     assert (out / "batches" / f"batch-{held['batch']}.nc").exists()
     merged = xr.load_dataset(out / "sbc.nc")
-    assert merged["dataset"].values.tolist() == list(range(48))
+    assert merged["dataset"].values.tolist() == list(range(24))
     xr.testing.assert_identical(merged.drop_attrs(), reference.drop_attrs())
 
 
