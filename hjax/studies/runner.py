@@ -184,6 +184,17 @@ def _source_digest(package: Path) -> str:
     return digest.hexdigest()[:16]
 
 
+def _checked_fit_model(model: Model, fit_model: Model | None) -> Model:
+    """The model to fit: `model` itself unless another is given, which must report the same
+    parameters (SBC compares them)."""
+    fit_model = model if fit_model is None else fit_model
+    if set(fit_model.param_dims) != set(model.param_dims):
+        raise ModelError(
+            f"fit_model reports {sorted(fit_model.param_dims)} but the simulating model reports "
+            f"{sorted(model.param_dims)}; SBC compares the same parameters.")
+    return fit_model
+
+
 def run_study(
     model: Model,
     design: Mapping,
@@ -238,11 +249,7 @@ def run_study(
     if shard.claim_expiry is not None and directory is None:
         raise ConfigError("A shard that claims batches needs a study directory to claim them "
                           "in: give `directory`.")
-    fit_model = model if fit_model is None else fit_model
-    if set(fit_model.param_dims) != set(model.param_dims):
-        raise ModelError(
-            f"fit_model reports {sorted(fit_model.param_dims)} but the simulating model reports "
-            f"{sorted(model.param_dims)}; SBC compares the same parameters.")
+    fit_model = _checked_fit_model(model, fit_model)
     design = model.prepare(design, observed=False)
     given = {k: np.asarray(v) for k, v in (given or {}).items()}
     # A short study is one short batch, not a batch padded to `batch_size`.
