@@ -203,3 +203,10 @@ def test_a_builder_that_fails_or_returns_no_design_is_named(tmp_path, monkeypatc
     monkeypatch.syspath_prepend(str(tmp_path))
     output = _invoke(tmp_path, f"model: bad_builders:{builder}\ndatasets: 2\n")
     assert re.search(message, output.splitlines()[-1]), output
+
+
+def test_a_fit_model_with_other_parameters_is_refused_before_anything_runs():
+    model, design = hj.catalog.varying_intercept(groups=3, per_group=2)
+    other, _ = hj.catalog.varying_slope(groups=3, per_group=2)
+    with pytest.raises(hj.errors.ModelError, match="fit_model reports .* SBC compares the same"):
+        hj.sbc(model, design, n_datasets=2, key=0, fit_model=other)
